@@ -1,0 +1,132 @@
+// `npm start`: multishot on this machine.
+// Applies local D1 migrations, starts the local sandbox server (unless DAYTONA_API_KEY or
+// DAYTONA_JWT_TOKEN says to use real Daytona), runs the Worker with `wrangler dev`, and prints
+// `multishot ready at http://127.0.0.1:<port>` once /health answers.
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { startLocalSandboxServer } from "../tools/local-sandbox/server.ts";
+
+/** Configuration handed from this process's environment to the Worker (README: "Configuration"). */
+const PASSED_THROUGH = [
+  "DAYTONA_API_KEY",
+  "DAYTONA_JWT_TOKEN",
+  "DAYTONA_ORGANIZATION_ID",
+  "DAYTONA_API_URL",
+  "DAYTONA_TARGET",
+  "DAYTONA_SNAPSHOT",
+  "ANTHROPIC_API_KEY",
+  "ANTHROPIC_BASE_URL",
+  "CLAUDE_CODE_OAUTH_TOKEN",
+  "SLACK_SIGNING_SECRET",
+  "SLACK_BOT_TOKEN",
+  "ADMIN_TOKEN",
+  "MULTISHOT_DEV_API_KEY",
+  "MULTISHOT_SIGNING_SECRET",
+  "RETRY_BASE_MS",
+  "RETRY_CAP_MS",
+  "RETRY_LIMIT",
+  "POLL_INTERVAL_MS",
+] as const;
+
+const root = resolve(import.meta.dirname, "..");
+const port = Number(process.env.PORT ?? 8787);
+const stateDir = resolve(process.env.MULTISHOT_STATE_DIR ?? join(root, ".wrangler", "state"));
+const local = !process.env.DAYTONA_API_KEY && !process.env.DAYTONA_JWT_TOKEN;
+const children: ChildProcess[] = [];
+let stopping = false;
+
+function run(cmd: string, args: string[]): Promise<void> {
+  return new Promise((ok, fail) => {
+    const child = spawn(cmd, args, { cwd: root, stdio: ["ignore", "inherit", "inherit"] });
+    child.on("exit", (code) => (code === 0 ? ok() : fail(new Error(`${cmd} ${args.join(" ")} exited with ${code}`))));
+  });
+}
+
+async function waitForHealth(url: string, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    try {
+      const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) });
+      if (res.ok) return;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`the Worker did not answer ${url}/health within ${timeoutMs / 1000} s`);
+}
+
+async function main() {
+  const publicUrl = process.env.PUBLIC_URL ?? `http://127.0.0.1:${port}`;
+  const config: Record<string, string> = {};
+  for (const key of PASSED_THROUGH) if (process.env[key]) config[key] = process.env[key]!;
+  config.PUBLIC_URL = publicUrl;
+
+  let closeSandboxServer = async () => {};
+  if (local) {
+    const sandboxServer = await startLocalSandboxServer({
+      port: Number(process.env.LOCAL_SANDBOX_PORT ?? 0),
+      root: process.env.LOCAL_SANDBOX_ROOT ?? join(root, ".local-sandbox"),
+    });
+    closeSandboxServer = () => sandboxServer.close();
+    config.DAYTONA_API_URL = sandboxServer.apiUrl;
+    console.log(`local sandbox server at ${sandboxServer.url} (sandboxes are folders and processes on this machine)`);
+    config.MULTISHOT_SIGNING_SECRET ??= randomBytes(32).toString("hex");
+    if (!config.MULTISHOT_DEV_API_KEY) {
+      config.MULTISHOT_DEV_API_KEY = `msk_local_${randomBytes(12).toString("hex")}`;
+      console.log(`API key of the local account: ${config.MULTISHOT_DEV_API_KEY} (set MULTISHOT_DEV_API_KEY to choose it)`);
+    }
+  } else {
+    console.log(`using Daytona at ${config.DAYTONA_API_URL ?? "the URL in wrangler.toml"}`);
+  }
+
+  await run("wrangler", ["d1", "migrations", "apply", "DB", "--local", "--persist-to", stateDir]);
+
+  // Secrets go to wrangler through a private env file, never on a command line.
+  const secretsDir = mkdtempSync(join(tmpdir(), "multishot-env-"));
+  const envFile = join(secretsDir, ".env");
+  writeFileSync(envFile, Object.entries(config).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join("\n") + "\n", { mode: 0o600 });
+
+  const wrangler = spawn(
+    "wrangler",
+    ["dev", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", stateDir, "--env-file", envFile, "--show-interactive-dev-session=false"],
+    { cwd: root, stdio: ["ignore", "inherit", "inherit"], detached: true },
+  );
+  children.push(wrangler);
+
+  const stop = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    for (const child of children) {
+      try {
+        if (child.pid) process.kill(-child.pid, "SIGTERM");
+      } catch {}
+    }
+    rmSync(secretsDir, { recursive: true, force: true });
+    await closeSandboxServer();
+    process.exit(code);
+  };
+  process.on("SIGINT", () => void stop(0));
+  process.on("SIGTERM", () => void stop(0));
+  wrangler.on("exit", (code) => {
+    if (!stopping) {
+      console.error(`wrangler dev exited with ${code}`);
+      void stop(code ?? 1);
+    }
+  });
+
+  const url = `http://127.0.0.1:${port}`;
+  await waitForHealth(url, 60_000);
+  console.log(`multishot ready at ${url}`);
+}
+
+main().catch((err) => {
+  console.error(err instanceof Error ? err.message : err);
+  for (const child of children) {
+    try {
+      if (child.pid) process.kill(-child.pid, "SIGTERM");
+    } catch {}
+  }
+  process.exit(1);
+});

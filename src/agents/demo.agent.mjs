@@ -1,0 +1,158 @@
+#!/usr/bin/env node
+// The demo agent: a stand-in for `claude -p <prompt> --output-format stream-json` that needs no model.
+// It writes a small web app into the working directory (different per attempt), prints stream-json
+// events like Claude Code's (system/init, assistant text and tool_use, user tool_result, result), and
+// exits 0. Words in the prompt make it misbehave, for tests:
+//   [fail]            ends with an error result and exit code 1
+//   [crash]           writes one file, then dies by SIGKILL half-way
+//   [hang]            prints init, then never ends
+//   [network-error]   ends with a transient "Connection error" result, exit code 1
+//   [slow:<ms>]       waits that long between turns
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+
+const VERSION = "1.0.0 (multishot demo agent)";
+const args = process.argv.slice(2);
+if (args.includes("--version")) {
+  console.log(VERSION);
+  process.exit(0);
+}
+const arg = (name) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+const prompt = arg("-p") ?? arg("--print") ?? "";
+const model = arg("--model") ?? "demo-1";
+const maxTurns = Number(arg("--max-turns") ?? 50);
+if (!prompt) {
+  console.error("demo agent: missing -p <prompt>");
+  process.exit(2);
+}
+const attempt = Number(process.env.MULTISHOT_ATTEMPT ?? 1);
+const sessionId = `demo-${process.pid}-${Date.now()}`;
+const cwd = process.cwd();
+const slow = Number(/\[slow:(\d+)\]/.exec(prompt)?.[1] ?? process.env.DEMO_AGENT_DELAY_MS ?? 0);
+const started = Date.now();
+let turns = 0;
+
+const emit = (event) => process.stdout.write(JSON.stringify({ ...event, session_id: sessionId }) + "\n");
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const usage = { input_tokens: 120, output_tokens: 80, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 };
+const cost = () => Number((turns * 0.0012).toFixed(4));
+
+function result(subtype, text, isError) {
+  emit({
+    type: "result",
+    subtype,
+    is_error: isError,
+    duration_ms: Date.now() - started,
+    num_turns: turns,
+    result: text,
+    total_cost_usd: cost(),
+    usage,
+    ...(isError ? { errors: [text] } : {}),
+  });
+}
+
+async function writeFileTurn(path, content) {
+  turns++;
+  const id = `toolu_${turns}_${attempt}`;
+  emit({
+    type: "assistant",
+    message: {
+      id: `msg_${turns}`,
+      role: "assistant",
+      model,
+      content: [{ type: "tool_use", id, name: "Write", input: { file_path: join(cwd, path), content } }],
+      usage,
+    },
+  });
+  const full = resolve(cwd, path);
+  mkdirSync(dirname(full), { recursive: true });
+  writeFileSync(full, content);
+  emit({
+    type: "user",
+    message: {
+      role: "user",
+      content: [{ type: "tool_result", tool_use_id: id, content: `File created successfully at: ${full}` }],
+    },
+  });
+  if (slow) await sleep(slow);
+}
+
+const palette = ["#e4572e", "#29335c", "#17bebb", "#76b041", "#ffc914", "#7d5ba6", "#f25f5c", "#247ba0"];
+const color = palette[(attempt - 1) % palette.length];
+const title = prompt.replace(/\[[^\]]*\]/g, "").trim().slice(0, 80) || "demo";
+
+emit({
+  type: "system",
+  subtype: "init",
+  cwd,
+  session_id: sessionId,
+  model,
+  tools: ["Write", "Read", "Bash"],
+  permissionMode: "bypassPermissions",
+  claude_code_version: VERSION,
+});
+
+if (prompt.includes("[hang]")) {
+  setInterval(() => {}, 60_000);
+  await new Promise(() => {});
+}
+
+turns++;
+emit({
+  type: "assistant",
+  message: {
+    id: `msg_${turns}`,
+    role: "assistant",
+    model,
+    content: [{ type: "text", text: `Attempt ${attempt}: I'll build "${title}" as a small web page with a Node server.` }],
+    usage,
+  },
+});
+if (slow) await sleep(slow);
+
+if (prompt.includes("[network-error]")) {
+  result("error_during_execution", "API Error: Connection error (ECONNRESET).", true);
+  process.exit(1);
+}
+
+await writeFileTurn(
+  "index.html",
+  `<!doctype html>\n<html><head><meta charset="utf-8"><title>${title}</title></head>\n` +
+    `<body style="background:${color}"><h1>${title}</h1><p>attempt ${attempt}</p></body></html>\n`,
+);
+
+if (prompt.includes("[crash]")) {
+  process.kill(process.pid, "SIGKILL");
+}
+
+await writeFileTurn(
+  "server.js",
+  `// attempt ${attempt}\nconst http = require("http");\nconst fs = require("fs");\n` +
+    `const port = Number(process.env.PORT || 3000);\n` +
+    `http.createServer((req, res) => {\n  res.setHeader("content-type", "text/html");\n` +
+    `  res.end(fs.readFileSync(__dirname + "/index.html"));\n}).listen(port, "0.0.0.0");\n`,
+);
+await writeFileTurn(
+  "package.json",
+  JSON.stringify({ name: `demo-attempt-${attempt}`, private: true, scripts: { start: "node server.js" } }, null, 2) + "\n",
+);
+
+if (prompt.includes("[fail]")) {
+  result("error_during_execution", "I could not finish: the task asked me to fail.", true);
+  process.exit(1);
+}
+if (turns > maxTurns) {
+  result("error_max_turns", `Reached maximum number of turns (${maxTurns})`, true);
+  process.exit(1);
+}
+
+turns++;
+const summary = `Attempt ${attempt} built "${title}": index.html, server.js and package.json (npm start serves it on port 3000).`;
+emit({
+  type: "assistant",
+  message: { id: `msg_${turns}`, role: "assistant", model, content: [{ type: "text", text: summary }], usage },
+});
+result("success", summary, false);

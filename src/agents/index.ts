@@ -1,0 +1,81 @@
+// Agent kinds: how each is installed in a sandbox, the command line it runs with, and the files it needs.
+// The prompt travels as a file (never through a shell's quoting), and the agent's stdout is
+// stream-json, read by ./stream-json.ts whatever the kind.
+import type { Env } from "../env.ts";
+import type { AgentKind } from "../run-request.ts";
+import demoSource from "./demo.agent.mjs";
+
+/** Where multishot keeps its own files in a sandbox: the runner, job scripts and outputs, the prompt. */
+export const MS_DIR = "$HOME/.multishot";
+export const WORKSPACE = "$HOME/workspace";
+
+export interface AgentFile {
+  /** Relative to the sandbox user's home. */
+  path: string;
+  content: string;
+}
+
+export interface AgentDefinition {
+  kind: AgentKind;
+  files(): AgentFile[];
+  /** A bash script: exit 0 installed, 75 a transient (network) failure worth retrying, anything else final. */
+  installScript(): string;
+  /** The command that runs the agent in the workspace, reading the prompt from $MS_DIR/prompt.txt. */
+  command(opts: { maxTurns: number; model?: string }): string;
+  /** Environment for the sandbox. Holds credentials: never stored or shown by multishot. */
+  sandboxEnv(env: Env): Record<string, string>;
+}
+
+const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/** Turns a failed npm/curl output into exit 75 when it looks like the network, so it is retried. */
+const NETWORK_PATTERN = "ECONNRESET|ETIMEDOUT|EAI_AGAIN|ENOTFOUND|ECONNREFUSED|socket hang up|network";
+
+const claudeCode: AgentDefinition = {
+  kind: "claude-code",
+  files: () => [],
+  installScript: () => `set -o pipefail
+export PATH="$HOME/.local/bin:$PATH"
+if command -v claude >/dev/null 2>&1 && claude --version; then echo "claude is already installed"; exit 0; fi
+if curl -fsSL --connect-timeout 10 --max-time 300 https://claude.ai/install.sh | bash && claude --version; then exit 0; fi
+echo "install.sh did not work; installing @anthropic-ai/claude-code with npm"
+npm install -g @anthropic-ai/claude-code > "${MS_DIR}/npm-install.log" 2>&1
+code=$?
+tail -n 30 "${MS_DIR}/npm-install.log"
+if [ $code -ne 0 ]; then
+  if grep -qiE '${NETWORK_PATTERN}' "${MS_DIR}/npm-install.log"; then exit 75; fi
+  exit 1
+fi
+hash -r
+claude --version || { echo "claude is not on PATH after npm install"; exit 1; }
+`,
+  command: ({ maxTurns, model }) =>
+    `export PATH="$HOME/.local/bin:$PATH"; claude -p "$(cat ${MS_DIR}/prompt.txt)" --output-format stream-json --verbose ` +
+    `--dangerously-skip-permissions --max-turns ${maxTurns}${model ? ` --model ${quote(model)}` : ""}`,
+  sandboxEnv: (env) => ({
+    IS_SANDBOX: "1",
+    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
+    DISABLE_TELEMETRY: "1",
+    DISABLE_AUTOUPDATER: "1",
+    ...(env.ANTHROPIC_API_KEY ? { ANTHROPIC_API_KEY: env.ANTHROPIC_API_KEY } : {}),
+    ...(env.ANTHROPIC_BASE_URL ? { ANTHROPIC_BASE_URL: env.ANTHROPIC_BASE_URL, NO_PROXY: "127.0.0.1,localhost" } : {}),
+  }),
+};
+
+const demo: AgentDefinition = {
+  kind: "demo",
+  files: () => [{ path: ".multishot/demo-agent.mjs", content: demoSource }],
+  installScript: () => `set -e
+mkdir -p "${MS_DIR}/bin"
+install -m 755 "${MS_DIR}/demo-agent.mjs" "${MS_DIR}/bin/multishot-demo-agent"
+"${MS_DIR}/bin/multishot-demo-agent" --version
+`,
+  command: ({ maxTurns, model }) =>
+    `"${MS_DIR}/bin/multishot-demo-agent" -p "$(cat ${MS_DIR}/prompt.txt)" --output-format stream-json --verbose ` +
+    `--max-turns ${maxTurns}${model ? ` --model ${quote(model)}` : ""}`,
+  sandboxEnv: () => ({}),
+};
+
+export const AGENTS: Record<AgentKind, AgentDefinition> = { "claude-code": claudeCode, demo };
+
+export { quote as shellQuote };

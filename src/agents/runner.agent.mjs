@@ -1,0 +1,95 @@
+#!/usr/bin/env node
+// multishot's job runner, copied into every sandbox. It runs one job script (install, seed, agent,
+// collect) in its own process group, keeps its output in files beside it, streams the agent's
+// stdout lines to the Worker's signed ingest URL, and reports the exit code there at the end.
+// Reports are best effort: the Worker also polls the session command, so a lost report only costs time.
+//
+// usage: node runner.mjs <jobsDir> <job> <try> <reportUrl|->
+import { spawn } from "node:child_process";
+import { appendFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+const [jobsDir, job, jobTry, reportUrl] = process.argv.slice(2);
+if (!jobsDir || !job || !jobTry || !reportUrl) {
+  console.error("usage: runner.mjs <jobsDir> <job> <try> <reportUrl|->");
+  process.exit(2);
+}
+const stream = job === "agent";
+const file = (ext) => join(jobsDir, `${job}.${ext}`);
+for (const ext of ["out", "err"]) writeFileSync(file(ext), "");
+
+const child = spawn("bash", [file("sh")], { detached: true, stdio: ["ignore", "pipe", "pipe"] });
+writeFileSync(file("pid"), String(child.pid));
+
+// Stop the whole job, not only bash, when the runner is told to stop.
+for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"]) {
+  process.on(sig, () => {
+    try {
+      process.kill(-child.pid, "SIGTERM");
+    } catch {}
+    setTimeout(() => {
+      try {
+        process.kill(-child.pid, "SIGKILL");
+      } catch {}
+    }, 3000).unref();
+  });
+}
+
+const MAX_LINE = 64 * 1024;
+let pending = [];
+let partial = "";
+let seq = 0;
+let sending = Promise.resolve();
+
+async function post(body, tries) {
+  if (reportUrl === "-") return;
+  for (let i = 0; i < tries; i++) {
+    try {
+      const res = await fetch(reportUrl, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(10_000),
+      });
+      if (res.ok || (res.status >= 400 && res.status < 500)) return;
+    } catch {}
+    if (i < tries - 1) await new Promise((r) => setTimeout(r, 200 * 2 ** i));
+  }
+}
+
+function flush() {
+  if (pending.length === 0) return sending;
+  const lines = pending;
+  pending = [];
+  const body = { job, try: Number(jobTry), kind: "output", seq: seq++, lines };
+  sending = sending.then(() => post(body, 2));
+  return sending;
+}
+
+const timer = stream ? setInterval(flush, 250) : null;
+
+child.stdout.on("data", (chunk) => {
+  appendFileSync(file("out"), chunk);
+  process.stdout.write(chunk);
+  if (!stream) return;
+  const text = partial + chunk.toString("utf8");
+  const lines = text.split("\n");
+  partial = lines.pop() ?? "";
+  for (const line of lines) if (line.trim()) pending.push(line.length > MAX_LINE ? line.slice(0, MAX_LINE) : line);
+  if (pending.length >= 50) flush();
+});
+child.stderr.on("data", (chunk) => {
+  appendFileSync(file("err"), chunk);
+  process.stderr.write(chunk);
+});
+
+child.on("close", async (code, signal) => {
+  const exitCode = code ?? 128 + (signal === "SIGKILL" ? 9 : 15);
+  writeFileSync(file("exit"), String(exitCode));
+  if (timer) clearInterval(timer);
+  if (stream && partial.trim()) pending.push(partial.slice(0, MAX_LINE));
+  await flush();
+  // A few quick tries only: the job is not over for the Worker's poll until this process exits.
+  await post({ job, try: Number(jobTry), kind: "exit", exitCode, signal: signal ?? null }, 4);
+  process.exit(exitCode);
+});

@@ -1,0 +1,144 @@
+// Every D1 read and write multishot makes. Queries are typed from ./schema.ts.
+import { and, desc, eq, lt, or, sql } from "drizzle-orm";
+import { drizzle } from "drizzle-orm/d1";
+import type { AttemptState, RoundState, RunState } from "../durable/store.ts";
+import { accounts, apiKeys, attempts, rounds, runs, type RunStatus } from "./schema.ts";
+
+export type Db = ReturnType<typeof db>;
+export const db = (d1: D1Database) => drizzle(d1, { schema: { accounts, apiKeys, runs, rounds, attempts } });
+
+export const LOCAL_ACCOUNT_ID = "acct_local";
+
+export async function ensureLocalAccount(d: Db): Promise<string> {
+  await d.insert(accounts).values({ id: LOCAL_ACCOUNT_ID, name: "local" }).onConflictDoNothing();
+  return LOCAL_ACCOUNT_ID;
+}
+
+/** The account owning an unrevoked key with this hash; records when the key was last used. */
+export async function accountForKeyHash(d: Db, hash: string): Promise<string | null> {
+  const row = await d
+    .select({ id: apiKeys.id, accountId: apiKeys.accountId, revokedAt: apiKeys.revokedAt })
+    .from(apiKeys)
+    .where(eq(apiKeys.hash, hash))
+    .get();
+  if (!row || row.revokedAt !== null) return null;
+  await d.update(apiKeys).set({ lastUsedAt: Date.now() }).where(eq(apiKeys.id, row.id));
+  return row.accountId;
+}
+
+export async function runOwner(d: Db, runId: string): Promise<string | null> {
+  const row = await d.select({ accountId: runs.accountId }).from(runs).where(eq(runs.id, runId)).get();
+  return row?.accountId ?? null;
+}
+
+export interface RunListItem {
+  id: string;
+  status: RunStatus;
+  prompt: string;
+  agent: string;
+  attempts: number;
+  createdAt: number;
+  finishedAt: number | null;
+}
+
+/** Newest first; the cursor is `<createdAt>.<id>` of the last row of the previous page. */
+export async function listRuns(
+  d: Db,
+  accountId: string,
+  opts: { limit: number; cursor?: { createdAt: number; id: string }; status?: RunStatus },
+): Promise<RunListItem[]> {
+  const conditions = [eq(runs.accountId, accountId)];
+  if (opts.status) conditions.push(eq(runs.status, opts.status));
+  if (opts.cursor) {
+    const c = opts.cursor;
+    conditions.push(or(lt(runs.createdAt, c.createdAt), and(eq(runs.createdAt, c.createdAt), lt(runs.id, c.id)))!);
+  }
+  return d
+    .select({
+      id: runs.id,
+      status: runs.status,
+      prompt: runs.prompt,
+      agent: runs.agent,
+      attempts: runs.attemptCount,
+      createdAt: runs.createdAt,
+      finishedAt: runs.finishedAt,
+    })
+    .from(runs)
+    .where(and(...conditions))
+    .orderBy(desc(runs.createdAt), desc(runs.id))
+    .limit(opts.limit)
+    .all();
+}
+
+/** Mirrors the Durable Object's changed rows into D1 in one batch (upserts, so a replay is harmless). */
+export async function mirrorRunState(
+  d: Db,
+  m: { run: RunState | null; rounds: RoundState[]; attempts: AttemptState[] },
+  runId: string,
+): Promise<void> {
+  const statements = [];
+  if (m.run) {
+    const { request, ...r } = m.run;
+    const { prompt, ...config } = request;
+    statements.push(
+      d
+        .insert(runs)
+        .values({
+          id: r.id,
+          accountId: r.accountId,
+          status: r.status,
+          prompt,
+          agent: request.agent,
+          config,
+          attemptCount: request.attempts,
+          error: r.error,
+          createdAt: r.createdAt,
+          updatedAt: r.updatedAt,
+          finishedAt: r.finishedAt,
+        })
+        .onConflictDoUpdate({
+          target: runs.id,
+          set: { status: r.status, error: r.error, updatedAt: r.updatedAt, finishedAt: r.finishedAt },
+        }),
+    );
+  }
+  for (const r of m.rounds) {
+    statements.push(
+      d
+        .insert(rounds)
+        .values({ runId, ...r })
+        .onConflictDoUpdate({
+          target: [rounds.runId, rounds.number],
+          set: { status: r.status, winnerAttempt: r.winnerAttempt, finishedAt: r.finishedAt },
+        }),
+    );
+  }
+  for (const a of m.attempts) {
+    const row = {
+      status: a.status,
+      sandboxId: a.sandboxId,
+      exitCode: a.exitCode,
+      error: a.error,
+      retries: a.retries,
+      summary: a.summary,
+      diffStats: a.diffStats,
+      verify: a.verify,
+      timestamps: a.timestamps,
+      updatedAt: a.updatedAt,
+    };
+    statements.push(
+      d
+        .insert(attempts)
+        .values({ runId, round: a.round, number: a.number, ...row })
+        .onConflictDoUpdate({ target: [attempts.runId, attempts.round, attempts.number], set: row }),
+    );
+  }
+  const [first, ...rest] = statements;
+  if (first) await d.batch([first, ...rest]);
+}
+
+export async function countRows(d: Db): Promise<{ runs: number; attempts: number }> {
+  const r = await d.select({ n: sql<number>`count(*)` }).from(runs).get();
+  const a = await d.select({ n: sql<number>`count(*)` }).from(attempts).get();
+  return { runs: r?.n ?? 0, attempts: a?.n ?? 0 };
+}

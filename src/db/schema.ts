@@ -1,0 +1,116 @@
+// The D1 schema: the index of accounts, runs, rounds and attempts.
+// While a run is live its Durable Object is the source of truth; every state change is mirrored here
+// so that listing, pages and other surfaces can read without waking the object.
+// Migrations are generated from this file (`npm run db:generate`) and never edited by hand.
+import { sql } from "drizzle-orm";
+import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+
+const createdAt = () =>
+  integer("created_at", { mode: "number" })
+    .notNull()
+    .default(sql`(unixepoch('subsec') * 1000)`);
+
+export const accounts = sqliteTable("accounts", {
+  id: text("id").primaryKey(),
+  name: text("name").notNull(),
+  createdAt: createdAt(),
+});
+
+/** API keys are stored as SHA-256 hashes; `prefix` is the short visible part used to find a key. */
+export const apiKeys = sqliteTable(
+  "api_keys",
+  {
+    id: text("id").primaryKey(),
+    accountId: text("account_id")
+      .notNull()
+      .references(() => accounts.id),
+    prefix: text("prefix").notNull(),
+    hash: text("hash").notNull(),
+    scopes: text("scopes").notNull().default("runs:read runs:write"),
+    createdAt: createdAt(),
+    lastUsedAt: integer("last_used_at", { mode: "number" }),
+    revokedAt: integer("revoked_at", { mode: "number" }),
+  },
+  (t) => [uniqueIndex("api_keys_hash").on(t.hash)],
+);
+
+export type RunStatus = "running" | "succeeded" | "failed" | "cancelled";
+
+export const runs = sqliteTable(
+  "runs",
+  {
+    id: text("id").primaryKey(),
+    accountId: text("account_id")
+      .notNull()
+      .references(() => accounts.id),
+    status: text("status").$type<RunStatus>().notNull(),
+    prompt: text("prompt").notNull(),
+    agent: text("agent").notNull(),
+    /** The validated run request (prompt aside), as JSON: attempts, model, variations, base, verify, limits. */
+    config: text("config", { mode: "json" }).notNull(),
+    attemptCount: integer("attempt_count").notNull(),
+    error: text("error"),
+    createdAt: createdAt(),
+    updatedAt: integer("updated_at", { mode: "number" }).notNull(),
+    finishedAt: integer("finished_at", { mode: "number" }),
+  },
+  (t) => [index("runs_account_created").on(t.accountId, t.createdAt)],
+);
+
+export type RoundStatus = "running" | "finished" | "cancelled";
+
+export const rounds = sqliteTable(
+  "rounds",
+  {
+    runId: text("run_id")
+      .notNull()
+      .references(() => runs.id),
+    number: integer("number").notNull(),
+    prompt: text("prompt").notNull(),
+    status: text("status").$type<RoundStatus>().notNull(),
+    /** The round whose winner this round starts from; null for the first round. */
+    fromRound: integer("from_round"),
+    winnerAttempt: integer("winner_attempt"),
+    createdAt: createdAt(),
+    finishedAt: integer("finished_at", { mode: "number" }),
+  },
+  (t) => [primaryKey({ columns: [t.runId, t.number] })],
+);
+
+export type AttemptStatus =
+  | "queued"
+  | "creating_sandbox"
+  | "installing_agent"
+  | "seeding_workspace"
+  | "running_agent"
+  | "collecting_result"
+  | "done"
+  | "failed"
+  | "cancelled";
+
+export const attempts = sqliteTable(
+  "attempts",
+  {
+    runId: text("run_id")
+      .notNull()
+      .references(() => runs.id),
+    round: integer("round").notNull(),
+    /** 1-based position of the attempt in its round. */
+    number: integer("number").notNull(),
+    status: text("status").$type<AttemptStatus>().notNull(),
+    sandboxId: text("sandbox_id"),
+    exitCode: integer("exit_code"),
+    error: text("error"),
+    retries: integer("retries").notNull().default(0),
+    /** {final message, turns, costUsd} from the agent's result event. */
+    summary: text("summary", { mode: "json" }),
+    /** {files, additions, deletions} of `git diff` against the round's base. */
+    diffStats: text("diff_stats", { mode: "json" }),
+    /** {command, exitCode, passed, outputTail}. */
+    verify: text("verify", { mode: "json" }),
+    /** Milliseconds since epoch at which each phase began, keyed by status. */
+    timestamps: text("timestamps", { mode: "json" }),
+    updatedAt: integer("updated_at", { mode: "number" }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.runId, t.round, t.number] })],
+);

@@ -1,0 +1,705 @@
+// The RunCoordinator: one Durable Object per run, the single owner of that run's live state.
+//
+// Every attempt walks the same path, one idempotent step per wake-up:
+//   queued -> creating_sandbox -> installing_agent -> seeding_workspace -> running_agent
+//          -> collecting_result -> done | failed | cancelled
+// Long work (installing, cloning, the agent itself) runs in the sandbox as an async session command
+// under a small runner that pushes the agent's output and its exit code to this object (ingest); a
+// slow poll of the session command is the safety net for a report that never comes. Nothing here
+// sleeps: every wait is a row in the `timers` table, and the object's one alarm is set to the earliest.
+import { DurableObject } from "cloudflare:workers";
+import { AGENTS, MS_DIR } from "../agents/index.ts";
+import runnerSource from "../agents/runner.agent.mjs";
+import { parseAgentLine, type AgentEvent } from "../agents/stream-json.ts";
+import { db, mirrorRunState } from "../db/queries.ts";
+import type { AttemptStatus, RunStatus } from "../db/schema.ts";
+import type { Env } from "../env.ts";
+import { ingestUrl } from "../ingest-token.ts";
+import {
+  DEFAULT_ATTEMPT_MINUTES,
+  DEFAULT_MAX_TURNS,
+  attemptInstructions,
+  type RunRequest,
+} from "../run-request.ts";
+import { Sandboxes, type SandboxSpec } from "../sandbox/client.ts";
+import { describeSandboxError, isRetryableSandboxError, isSandboxGone } from "../sandbox/errors.ts";
+import { EXIT_TRANSIENT, agentScript, collectScript, jobCommand, jobMarker, seedScript } from "./jobs.ts";
+import { backoffMs, retryPolicy } from "./retry.ts";
+import {
+  FINAL,
+  RunStore,
+  type AgentSummary,
+  type AttemptState,
+  type DiffStats,
+  type JobName,
+  type RunState,
+  type VerifyResult,
+} from "./store.ts";
+import { toRunView, type RunView } from "./view.ts";
+
+/** The session every job of an attempt runs in. */
+const SESSION = "multishot";
+/** How long a step may hold its timer before another wake-up may try it again (a crash mid-step). */
+const STEP_LEASE_MS = 10_000;
+/** Jobs other than the agent get this long before they are killed. */
+const SETUP_JOB_MINUTES = 20;
+/** Idle minutes before Daytona stops a sandbox, and minutes stopped before it deletes it. */
+const AUTO_STOP_MINUTES = 15;
+const AUTO_DELETE_MINUTES = 24 * 60;
+/** The most of a patch or log kept in R2 per attempt. */
+const MAX_ARTIFACT_BYTES = 8_000_000;
+
+const PHASE_AFTER: Partial<Record<AttemptStatus, AttemptStatus>> = {
+  installing_agent: "seeding_workspace",
+  seeding_workspace: "running_agent",
+  running_agent: "collecting_result",
+};
+const JOB_OF: Partial<Record<AttemptStatus, JobName>> = {
+  installing_agent: "install",
+  seeding_workspace: "seed",
+  running_agent: "agent",
+  collecting_result: "collect",
+};
+
+export interface StartRun {
+  id: string;
+  accountId: string;
+  request: RunRequest;
+}
+
+export interface IngestReport {
+  job: JobName;
+  try: number;
+  kind: "output" | "exit";
+  lines?: string[];
+  exitCode?: number;
+}
+
+const attemptKey = (round: number, n: number) => `attempt:${round}:${n}`;
+const deadlineKey = (round: number, n: number) => `deadline:${round}:${n}`;
+const MIRROR_KEY = "mirror";
+
+export class RunCoordinator extends DurableObject<Env> {
+  private readonly store: RunStore;
+  private sandboxesClient: Sandboxes | null = null;
+  /** Timer keys whose handler runs now, and those that were poked while it ran. */
+  private readonly inFlight = new Set<string>();
+  private readonly poked = new Set<string>();
+  private pumping: Promise<void> | null = null;
+  private pumpAgain = false;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.store = new RunStore(ctx.storage);
+  }
+
+  private get sandboxes(): Sandboxes {
+    this.sandboxesClient ??= new Sandboxes(this.env);
+    return this.sandboxesClient;
+  }
+
+  // ---------------------------------------------------------------- RPC surface (called by routes)
+
+  /** Starts the run: its first round and every attempt queued. Calling it again changes nothing. */
+  async start(input: StartRun): Promise<RunView> {
+    if (!this.store.getRun()) {
+      const now = Date.now();
+      this.store.putRun({
+        id: input.id,
+        accountId: input.accountId,
+        request: input.request,
+        status: "running",
+        error: null,
+        createdAt: now,
+        updatedAt: now,
+        finishedAt: null,
+      });
+      this.store.putRound({
+        number: 1,
+        prompt: input.request.prompt,
+        status: "running",
+        fromRound: null,
+        winnerAttempt: null,
+        createdAt: now,
+        finishedAt: null,
+      });
+      for (let n = 1; n <= input.request.attempts; n++) {
+        this.store.putAttempt(newAttempt(1, n, now));
+        this.store.schedule(attemptKey(1, n), now);
+      }
+      this.event(null, null, "run.created", { attempts: input.request.attempts, agent: input.request.agent });
+      await this.mirror();
+      await this.rearm();
+    }
+    return this.view();
+  }
+
+  async view(): Promise<RunView> {
+    const run = this.requireRun();
+    return toRunView(run, this.store.getRounds(), this.store.getAttempts(), this.env.PUBLIC_URL);
+  }
+
+  /** Events after `afterSeq`, oldest first, as a JSON array (event data is free-form JSON). */
+  async eventsJson(afterSeq: number, limit: number): Promise<string> {
+    return JSON.stringify(this.store.events(afterSeq, limit));
+  }
+
+  /** Cancels every attempt that has not ended; their sandboxes are deleted. */
+  async cancel(reason = "cancelled by request"): Promise<RunView> {
+    if (this.requireRun().status === "running") this.setRunStatus("cancelled", reason);
+    for (const a of this.store.getAttempts()) {
+      if (!FINAL.has(a.status)) this.finish(a, "cancelled", reason);
+      // A cancelled run keeps no sandbox, not even those of finished attempts.
+      else if (a.sandboxId && !a.cleanupPending && a.status === "done") {
+        this.commit(a, { cleanupPending: true });
+        this.store.schedule(attemptKey(a.round, a.number), Date.now());
+      }
+    }
+    await this.afterChange();
+    return this.view();
+  }
+
+  async cancelAttempt(round: number, n: number, reason = "cancelled by request"): Promise<RunView | null> {
+    this.requireRun();
+    const a = this.store.getAttempt(round, n);
+    if (!a) return null;
+    if (!FINAL.has(a.status)) this.finish(a, "cancelled", reason);
+    await this.afterChange();
+    return this.view();
+  }
+
+  /** A report from an attempt's runner: agent output lines, or a job's exit code. */
+  async ingest(round: number, n: number, report: IngestReport): Promise<{ accepted: boolean }> {
+    const a = this.store.getAttempt(round, n);
+    if (!a || FINAL.has(a.status)) return { accepted: false };
+    const now = Date.now();
+    if (report.kind === "output" && report.job === "agent" && report.try === a.jobTry) {
+      this.recordAgentOutput(a, report.lines ?? []);
+    } else if (report.kind === "exit" && typeof report.exitCode === "number") {
+      this.store.recordExit(round, n, report.job, report.try, report.exitCode, now);
+      this.poke(attemptKey(round, n));
+    }
+    this.ctx.waitUntil(this.pump());
+    return { accepted: true };
+  }
+
+  override async alarm(): Promise<void> {
+    await this.pump();
+  }
+
+  // ---------------------------------------------------------------- the pump: run whatever is due
+
+  /**
+   * Runs every due timer's handler, in parallel, until nothing is due, then sets the alarm to the next
+   * timer. Re-entrant calls join the running pump and ask it to look again.
+   */
+  private pump(): Promise<void> {
+    if (this.pumping) {
+      this.pumpAgain = true;
+      return this.pumping;
+    }
+    this.pumping = (async () => {
+      try {
+        do {
+          this.pumpAgain = false;
+          const due = this.store.dueKeys(Date.now()).filter((k) => !this.inFlight.has(k));
+          if (due.length === 0 && this.inFlight.size === 0) break;
+          await Promise.all(due.map((key) => this.dispatch(key)));
+          await this.mirror();
+          // Keys poked or newly due while handlers ran are picked up by the next turn.
+        } while (this.pumpAgain || this.store.dueKeys(Date.now()).length > 0);
+      } finally {
+        this.pumping = null;
+        await this.rearm();
+      }
+    })();
+    return this.pumping;
+  }
+
+  private async dispatch(key: string): Promise<void> {
+    this.inFlight.add(key);
+    // The lease: if this isolate dies mid-step, the key falls due again and a later wake-up retries it.
+    const lease = Date.now() + STEP_LEASE_MS;
+    this.store.schedule(key, lease);
+    try {
+      const [kind, round, n] = key.split(":");
+      if (kind === "attempt") await this.step(Number(round), Number(n));
+      else if (kind === "deadline") await this.deadline(Number(round), Number(n));
+      else if (key === MIRROR_KEY) this.store.unschedule(key);
+      else this.store.unschedule(key);
+    } catch (err) {
+      console.error(`step ${key} failed unexpectedly`, err instanceof Error ? err.stack : err);
+      this.store.schedule(key, Date.now() + 5_000);
+    } finally {
+      this.inFlight.delete(key);
+      // A handler that neither rescheduled nor removed its key (its work was superseded) looks again soon.
+      if (this.store.dueAt(key) === lease) this.store.schedule(key, Date.now() + 1_000);
+      if (this.poked.delete(key)) {
+        this.store.schedule(key, Date.now());
+        this.pumpAgain = true;
+      }
+    }
+  }
+
+  /** Wake the key's handler now (or right after it finishes, if it is running). */
+  private poke(key: string): void {
+    if (this.inFlight.has(key)) this.poked.add(key);
+    else this.store.schedule(key, Date.now());
+  }
+
+  private async rearm(): Promise<void> {
+    const next = this.store.nextDue();
+    if (next === null) await this.ctx.storage.deleteAlarm();
+    else await this.ctx.storage.setAlarm(Math.max(next, Date.now()));
+  }
+
+  private async mirror(): Promise<void> {
+    const changed = this.store.dirty();
+    if (!changed.run && changed.rounds.length === 0 && changed.attempts.length === 0) return;
+    try {
+      await mirrorRunState(db(this.env.DB), changed, this.requireRun().id);
+      this.store.markMirrored(changed);
+    } catch (err) {
+      console.error("mirroring to D1 failed; will retry", err instanceof Error ? err.message : err);
+      this.store.scheduleNoLaterThan(MIRROR_KEY, Date.now() + 5_000);
+    }
+  }
+
+  private async afterChange(): Promise<void> {
+    await this.mirror();
+    this.ctx.waitUntil(this.pump());
+  }
+
+  // ---------------------------------------------------------------- one attempt's step
+
+  private async step(round: number, n: number): Promise<void> {
+    const a = this.store.getAttempt(round, n);
+    if (!a) return this.store.unschedule(attemptKey(round, n));
+    if (FINAL.has(a.status)) return this.cleanup(a);
+    try {
+      switch (a.status) {
+        case "queued":
+          this.commit(a, { status: "creating_sandbox" });
+          return this.store.schedule(attemptKey(round, n), Date.now());
+        case "creating_sandbox":
+          return await this.createSandbox(a);
+        default:
+          return await this.advanceJob(a);
+      }
+    } catch (err) {
+      this.onStepError(a, err);
+    }
+  }
+
+  /** A failed Daytona call: retried with backoff when it may pass, otherwise the attempt fails now. */
+  private onStepError(stepStart: AttemptState, err: unknown): void {
+    // The step may have written progress before it failed; what matters is whether it is still this step.
+    const a = this.store.getAttempt(stepStart.round, stepStart.number);
+    if (!a || FINAL.has(a.status) || a.status !== stepStart.status || a.jobTry !== stepStart.jobTry) return;
+    const reason = describeSandboxError(err);
+    if (isSandboxGone(err) && a.sandboxId) {
+      this.fail(a, `the sandbox disappeared while ${a.status.replace(/_/g, " ")}: ${reason}`);
+    } else if (isRetryableSandboxError(err)) {
+      this.retryOrFail(a, `${a.status.replace(/_/g, " ")}: ${reason}`);
+    } else {
+      this.fail(a, `${a.status.replace(/_/g, " ")} failed: ${reason}`);
+    }
+  }
+
+  private retryOrFail(a: AttemptState, reason: string): void {
+    const policy = retryPolicy(this.env);
+    const current = this.store.getAttempt(a.round, a.number);
+    if (!current || current.version !== a.version) return; // superseded (cancelled, reported)
+    if (current.retries >= policy.limit) {
+      this.fail(current, `${reason} (gave up after ${current.retries} ${current.retries === 1 ? "retry" : "retries"})`);
+      return;
+    }
+    const delay = backoffMs(policy, current.retries);
+    this.commit(current, { retries: current.retries + 1, job: null, cmdId: null, jobTry: current.jobTry + 1 });
+    this.event(a.round, a.number, "attempt.retry", { reason, retry: current.retries + 1, inMs: delay });
+    this.store.schedule(attemptKey(a.round, a.number), Date.now() + delay);
+  }
+
+  private async createSandbox(a: AttemptState): Promise<void> {
+    const run = this.requireRun();
+    const labels = {
+      "multishot-run": run.id,
+      "multishot-round": String(a.round),
+      "multishot-attempt": `${run.id}:${a.round}:${a.number}`,
+      "multishot-account": run.accountId,
+    };
+    // A create that was asked for before may have made a sandbox whose id never reached us (a crash, a
+    // timeout, a reset): find it by its labels and adopt it, and delete any that cannot be used.
+    if (a.createRequestedAt !== null) {
+      const found = await this.sandboxes.findByLabels(labels);
+      const usable = found.filter((s) => s.state === "started" || s.state === "starting" || s.state === "creating");
+      const keep = usable[0];
+      await Promise.all(found.filter((s) => s !== keep).map((s) => this.sandboxes.delete(s.id)));
+      if (keep) {
+        this.event(a.round, a.number, "sandbox.adopted", { sandboxId: keep.id });
+        return this.sandboxReady(a, keep.id);
+      }
+    }
+    const requested = this.commit(a, { createRequestedAt: Date.now() });
+    if (!requested) return;
+    const agent = AGENTS[run.request.agent];
+    const spec: SandboxSpec = {
+      labels,
+      envVars: {
+        ...agent.sandboxEnv(this.env),
+        MULTISHOT_RUN: run.id,
+        MULTISHOT_ROUND: String(a.round),
+        MULTISHOT_ATTEMPT: String(a.number),
+      },
+      autoStopInterval: AUTO_STOP_MINUTES,
+      autoDeleteInterval: AUTO_DELETE_MINUTES,
+      ...(this.env.DAYTONA_SNAPSHOT ? { snapshot: this.env.DAYTONA_SNAPSHOT } : {}),
+    };
+    const id = await this.sandboxes.create(spec);
+    this.sandboxReady(requested, id);
+  }
+
+  private sandboxReady(a: AttemptState, sandboxId: string): void {
+    const next = this.commit(a, { sandboxId, status: "installing_agent" });
+    if (!next) {
+      // The attempt ended while the sandbox was being made (a cancel): it must not outlive it.
+      const now = this.store.getAttempt(a.round, a.number);
+      if (now) this.commit(now, { cleanupPending: true, sandboxId: now.sandboxId ?? sandboxId });
+      this.store.schedule(attemptKey(a.round, a.number), Date.now());
+      return;
+    }
+    this.event(a.round, a.number, "sandbox.created", { sandboxId });
+    this.store.schedule(attemptKey(a.round, a.number), Date.now());
+  }
+
+  /** The phases that run a job in the sandbox: start it once, then wait for its exit report or poll. */
+  private async advanceJob(a: AttemptState): Promise<void> {
+    const job = JOB_OF[a.status];
+    const sandboxId = a.sandboxId;
+    if (!job || !sandboxId) return this.fail(a, `no job for ${a.status}`);
+    const key = attemptKey(a.round, a.number);
+
+    if (a.job !== job) return this.startJob(a, job, sandboxId);
+
+    const reported = this.store.reportedExit(a.round, a.number, job, a.jobTry);
+    const exitCode =
+      reported?.exitCode ?? (await this.sandboxes.commandExitCode(sandboxId, SESSION, a.cmdId ?? ""));
+    if (exitCode === undefined) {
+      this.store.schedule(key, Date.now() + retryPolicy(this.env).pollMs);
+      return;
+    }
+    if (!reported) this.event(a.round, a.number, "job.exit_polled", { job, exitCode });
+    await this.onJobExit(a, job, sandboxId, exitCode);
+  }
+
+  private async startJob(a: AttemptState, job: JobName, sandboxId: string): Promise<void> {
+    const run = this.requireRun();
+    const homeDir = a.homeDir ?? (await this.homeDir(sandboxId));
+    const files = [
+      { path: ".multishot/runner.mjs", content: runnerSource },
+      { path: `.multishot/jobs/${job}.sh`, content: this.jobScript(run.request, a, job) },
+      ...(job === "install" ? AGENTS[run.request.agent].files() : []),
+      ...(job === "agent" ? [{ path: ".multishot/prompt.txt", content: this.promptFor(a) }] : []),
+    ];
+    for (const f of files) await this.sandboxes.upload(sandboxId, `${homeDir}/${f.path}`, f.content);
+
+    // A command started before a crash is found by its marker instead of being started twice.
+    const marker = jobMarker(job, a.jobTry);
+    const existing = await this.sandboxes.findCommand(sandboxId, SESSION, marker);
+    const report = await ingestUrl(this.env, run.id, a.round, a.number);
+    const cmdId = existing?.cmdId ?? (await this.sandboxes.startCommand(sandboxId, SESSION, jobCommand(job, a.jobTry, report)));
+
+    const minutes = job === "agent" ? (run.request.limits?.attemptMinutes ?? DEFAULT_ATTEMPT_MINUTES) : SETUP_JOB_MINUTES;
+    const now = Date.now();
+    const started = this.commit(a, { job, cmdId, homeDir, jobStartedAt: now, jobExitCode: null, deadlineAt: now + minutes * 60_000 });
+    if (!started) return;
+    this.event(a.round, a.number, "job.started", { job, try: a.jobTry });
+    this.store.schedule(deadlineKey(a.round, a.number), now + minutes * 60_000);
+    // The exit report normally wakes us; the poll is the safety net.
+    this.store.schedule(attemptKey(a.round, a.number), now + retryPolicy(this.env).pollMs);
+  }
+
+  private async onJobExit(a: AttemptState, job: JobName, sandboxId: string, exitCode: number): Promise<void> {
+    const key = attemptKey(a.round, a.number);
+    if (job === "agent") await this.recoverTranscript(a, sandboxId);
+    if (job === "collect") {
+      if (exitCode !== 0) return this.fail(a, `collecting the result failed (exit ${exitCode}): ${await this.jobTail(sandboxId, job)}`);
+      return this.collectResult(a, sandboxId);
+    }
+    if (exitCode === 0) {
+      const next = PHASE_AFTER[a.status]!;
+      const patch: Partial<AttemptState> = { status: next, jobExitCode: 0 };
+      if (job === "agent") patch.exitCode = 0;
+      if (this.commit(a, patch)) this.store.schedule(key, Date.now());
+      return;
+    }
+    const tail = await this.jobTail(sandboxId, job);
+    switch (job) {
+      case "install":
+        if (exitCode === EXIT_TRANSIENT) return this.retryOrFail(a, `agent install hit a network error: ${tail}`);
+        return this.fail(a, `agent install failed (exit ${exitCode}): ${tail}`);
+      case "seed":
+        return this.fail(a, `seeding the workspace failed (exit ${exitCode}): ${tail}`);
+      case "agent": {
+        const summary = this.agentSummary(a);
+        const why = summary?.isError && summary.finalMessage ? summary.finalMessage : tail || "no output";
+        const how = exitCode > 128 ? `was killed by signal ${exitCode - 128}` : `exited with code ${exitCode}`;
+        return this.fail(a, `the agent ${how}: ${why}`, { exitCode, summary });
+      }
+    }
+  }
+
+  /** Reads the diff, the verify result and the agent log, stores patch and log in R2, and ends the attempt. */
+  private async collectResult(a: AttemptState, sandboxId: string): Promise<void> {
+    const run = this.requireRun();
+    const sep = "@@multishot@@";
+    const res = await this.sandboxes.exec(
+      sandboxId,
+      `cd "${MS_DIR}" && cat diff.numstat; echo ${sep}; cat verify.exit 2>/dev/null; echo ${sep}; tail -c 4000 verify.out 2>/dev/null`,
+    );
+    const [numstat = "", verifyExit = "", verifyTail = ""] = res.output.split(`${sep}\n`);
+    const diffStats = parseNumstat(numstat);
+    const verify: VerifyResult | null =
+      run.request.verify && verifyExit.trim() !== ""
+        ? {
+            command: run.request.verify,
+            exitCode: Number(verifyExit.trim()),
+            passed: Number(verifyExit.trim()) === 0,
+            outputTail: verifyTail.slice(-4000),
+          }
+        : null;
+
+    const prefix = `runs/${run.id}/rounds/${a.round}/attempts/${a.number}`;
+    const patch = await this.sandboxes.exec(sandboxId, `head -c ${MAX_ARTIFACT_BYTES} "${MS_DIR}/diff.patch"`, 120);
+    await this.env.ARTIFACTS.put(`${prefix}/diff.patch`, patch.output, { httpMetadata: { contentType: "text/x-diff" } });
+    const log = await this.sandboxes.exec(sandboxId, `head -c ${MAX_ARTIFACT_BYTES} "${MS_DIR}/jobs/agent.out"`, 120);
+    await this.env.ARTIFACTS.put(`${prefix}/agent.log`, log.output, { httpMetadata: { contentType: "application/x-ndjson" } });
+
+    const summary = this.agentSummary(a);
+    const done = this.commit(a, { status: "done", diffStats, verify, summary, deadlineAt: null });
+    if (done) {
+      this.store.unschedule(deadlineKey(a.round, a.number));
+      this.store.unschedule(attemptKey(a.round, a.number));
+      this.settle();
+    }
+  }
+
+  private async deadline(round: number, n: number): Promise<void> {
+    this.store.unschedule(deadlineKey(round, n));
+    const a = this.store.getAttempt(round, n);
+    if (!a || FINAL.has(a.status) || a.deadlineAt === null || a.deadlineAt > Date.now()) return;
+    const run = this.requireRun();
+    const minutes = a.job === "agent" ? (run.request.limits?.attemptMinutes ?? DEFAULT_ATTEMPT_MINUTES) : SETUP_JOB_MINUTES;
+    // Failing the attempt deletes its sandbox, which ends the command and everything it started.
+    this.fail(a, `timed out: ${a.job ?? "the attempt"} ran longer than ${minutes} minute${minutes === 1 ? "" : "s"} and was stopped`);
+  }
+
+  // ---------------------------------------------------------------- endings
+
+  private fail(a: AttemptState, reason: string, extra: Partial<AttemptState> = {}): void {
+    this.finish(a, "failed", reason, extra);
+  }
+
+  /** Ends an attempt. Failed and cancelled attempts give their sandbox back at once. */
+  private finish(a: AttemptState, status: "failed" | "cancelled", reason: string, extra: Partial<AttemptState> = {}): void {
+    const current = this.store.getAttempt(a.round, a.number);
+    if (!current || FINAL.has(current.status)) return;
+    this.commit(current, { ...extra, status, error: reason, cleanupPending: true, deadlineAt: null });
+    this.store.unschedule(deadlineKey(a.round, a.number));
+    this.store.schedule(attemptKey(a.round, a.number), Date.now());
+    this.settle();
+  }
+
+  /** Deletes an ended attempt's sandbox (and any other carrying its labels); a failed delete is retried. */
+  private async cleanup(a: AttemptState): Promise<void> {
+    const key = attemptKey(a.round, a.number);
+    if (!a.cleanupPending) return this.store.unschedule(key);
+    const run = this.requireRun();
+    try {
+      if (a.sandboxId) await this.sandboxes.delete(a.sandboxId);
+      if (a.createRequestedAt !== null) {
+        const strays = await this.sandboxes.findByLabels({ "multishot-attempt": `${run.id}:${a.round}:${a.number}` });
+        await Promise.all(strays.map((s) => this.sandboxes.delete(s.id)));
+      }
+      const current = this.store.getAttempt(a.round, a.number);
+      if (current) this.commit(current, { cleanupPending: false });
+      this.event(a.round, a.number, "sandbox.deleted", { sandboxId: a.sandboxId });
+      this.store.unschedule(key);
+    } catch (err) {
+      console.error(`deleting the sandbox of ${key} failed; will retry`, describeSandboxError(err));
+      this.store.schedule(key, Date.now() + backoffMs(retryPolicy(this.env), 1));
+    }
+  }
+
+  /** When every attempt of the newest round has ended, the round is finished and the run's status follows. */
+  private settle(): void {
+    const run = this.requireRun();
+    const rounds = this.store.getRounds();
+    const latest = rounds[rounds.length - 1];
+    if (!latest || latest.status !== "running") return;
+    const all = this.store.getAttempts(latest.number);
+    if (!all.every((a) => FINAL.has(a.status))) return;
+    const now = Date.now();
+    this.store.putRound({ ...latest, status: all.every((a) => a.status === "cancelled") ? "cancelled" : "finished", finishedAt: now });
+    this.event(latest.number, null, "round.finished", { attempts: all.map((a) => ({ number: a.number, status: a.status })) });
+    if (run.status !== "running") return;
+    const status: RunStatus = all.some((a) => a.status === "done")
+      ? "succeeded"
+      : all.every((a) => a.status === "cancelled")
+        ? "cancelled"
+        : "failed";
+    this.setRunStatus(status, status === "failed" ? "every attempt failed" : null);
+  }
+
+  private setRunStatus(status: RunStatus, error: string | null): void {
+    const run = this.requireRun();
+    const now = Date.now();
+    this.store.putRun({ ...run, status, error, updatedAt: now, finishedAt: status === "running" ? null : now });
+    this.event(null, null, "run.status", { status, error });
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  /**
+   * Writes a change to an attempt unless the attempt changed since `prev` was read (a cancel or another
+   * step got there first); returns the new state, or null when `prev` was superseded.
+   */
+  private commit(prev: AttemptState, patch: Partial<AttemptState>): AttemptState | null {
+    const current = this.store.getAttempt(prev.round, prev.number);
+    if (!current || current.version !== prev.version) return null;
+    const now = Date.now();
+    const next: AttemptState = { ...current, ...patch, version: current.version + 1, updatedAt: now };
+    if (patch.status && patch.status !== current.status) {
+      next.timestamps = { ...current.timestamps, [patch.status]: now };
+      this.event(prev.round, prev.number, "attempt.status", {
+        from: current.status,
+        to: patch.status,
+        ...(next.error && FINAL.has(patch.status) ? { reason: next.error } : {}),
+      });
+    }
+    this.store.putAttempt(next);
+    return next;
+  }
+
+  private event(round: number | null, attempt: number | null, type: string, data: unknown): void {
+    this.store.appendEvent({ at: Date.now(), round, attempt, type, data });
+  }
+
+  private recordAgentOutput(a: AttemptState, lines: string[]): void {
+    for (const line of lines) {
+      for (const e of parseAgentLine(line)) this.event(a.round, a.number, e.type, agentEventData(e));
+    }
+  }
+
+  /**
+   * When the runner's pushes were lost, the agent's result never reached us: the transcript is read
+   * from the log the runner kept in the sandbox instead.
+   */
+  private async recoverTranscript(a: AttemptState, sandboxId: string): Promise<void> {
+    if (this.store.lastEvent(a.round, a.number, "agent.result")) return;
+    const log = await this.sandboxes.exec(sandboxId, `head -c ${MAX_ARTIFACT_BYTES} "${MS_DIR}/jobs/agent.out"`, 120);
+    const current = this.store.getAttempt(a.round, a.number);
+    if (current && current.version === a.version) this.recordAgentOutput(a, log.output.split("\n"));
+  }
+
+  private agentSummary(a: AttemptState): AgentSummary | null {
+    const e = this.store.lastEvent(a.round, a.number, "agent.result");
+    return e ? ((e.data as { summary: AgentSummary }).summary ?? null) : null;
+  }
+
+  private promptFor(a: AttemptState): string {
+    const run = this.requireRun();
+    const round = this.store.getRounds().find((r) => r.number === a.round);
+    const req = { ...run.request, prompt: round?.prompt ?? run.request.prompt };
+    return attemptInstructions(req, a.number).prompt;
+  }
+
+  private jobScript(req: RunRequest, a: AttemptState, job: JobName): string {
+    switch (job) {
+      case "install":
+        return AGENTS[req.agent].installScript();
+      case "seed":
+        return seedScript(req);
+      case "agent":
+        return agentScript(req, req.limits?.maxTurns ?? DEFAULT_MAX_TURNS, attemptInstructions(req, a.number).model);
+      case "collect":
+        return collectScript(req);
+    }
+  }
+
+  private async homeDir(sandboxId: string): Promise<string> {
+    const res = await this.sandboxes.exec(sandboxId, `printf %s "$HOME"`);
+    const dir = res.output.trim();
+    if (res.exitCode !== 0 || !dir.startsWith("/")) throw new Error(`cannot read the sandbox's home directory: ${dir}`);
+    return dir;
+  }
+
+  /** The last lines a failed job printed, to show as its reason. */
+  private async jobTail(sandboxId: string, job: JobName): Promise<string> {
+    try {
+      const res = await this.sandboxes.exec(
+        sandboxId,
+        job === "agent"
+          ? `tail -c 1500 "${MS_DIR}/jobs/agent.err"`
+          : `tail -c 1500 "${MS_DIR}/jobs/${job}.out"; tail -c 1500 "${MS_DIR}/jobs/${job}.err"`,
+      );
+      return res.output.trim().split("\n").slice(-12).join("\n").slice(-1500);
+    } catch (err) {
+      return `(its output could not be read: ${describeSandboxError(err)})`;
+    }
+  }
+
+  private requireRun(): RunState {
+    const run = this.store.getRun();
+    if (!run) throw new Error("this run has not been started");
+    return run;
+  }
+}
+
+function newAttempt(round: number, number: number, now: number): AttemptState {
+  return {
+    round,
+    number,
+    status: "queued",
+    sandboxId: null,
+    createRequestedAt: null,
+    job: null,
+    jobTry: 1,
+    cmdId: null,
+    jobStartedAt: null,
+    jobExitCode: null,
+    lastReportAt: null,
+    exitCode: null,
+    error: null,
+    retries: 0,
+    summary: null,
+    diffStats: null,
+    verify: null,
+    timestamps: { queued: now },
+    cleanupPending: false,
+    homeDir: null,
+    deadlineAt: null,
+    version: 1,
+    updatedAt: now,
+  };
+}
+
+function agentEventData(e: AgentEvent): unknown {
+  const { type: _type, ...data } = e;
+  return data;
+}
+
+/** `git diff --numstat` lines: "<added>\t<deleted>\t<path>", with "-" for binary files. */
+export function parseNumstat(text: string): DiffStats {
+  let files = 0;
+  let additions = 0;
+  let deletions = 0;
+  for (const line of text.split("\n")) {
+    const m = /^(-|\d+)\t(-|\d+)\t/.exec(line);
+    if (!m) continue;
+    files++;
+    if (m[1] !== "-") additions += Number(m[1]);
+    if (m[2] !== "-") deletions += Number(m[2]);
+  }
+  return { files, additions, deletions };
+}

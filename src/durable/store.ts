@@ -1,0 +1,372 @@
+// The RunCoordinator's own SQLite storage: the live state of one run.
+// Durable Object storage writes are synchronous and transactional within one event, so a step that
+// records "create requested" before calling Daytona cannot lose that record to a crash after the call.
+import type { AttemptStatus, RoundStatus, RunStatus } from "../db/schema.ts";
+import type { RunRequest } from "../run-request.ts";
+
+export const FINAL: ReadonlySet<AttemptStatus> = new Set(["done", "failed", "cancelled"]);
+
+export interface RunState {
+  id: string;
+  accountId: string;
+  request: RunRequest;
+  status: RunStatus;
+  error: string | null;
+  createdAt: number;
+  updatedAt: number;
+  finishedAt: number | null;
+}
+
+export interface RoundState {
+  number: number;
+  prompt: string;
+  status: RoundStatus;
+  fromRound: number | null;
+  winnerAttempt: number | null;
+  createdAt: number;
+  finishedAt: number | null;
+}
+
+export type JobName = "install" | "seed" | "agent" | "collect";
+
+export interface AgentSummary {
+  finalMessage: string | null;
+  turns: number | null;
+  costUsd: number | null;
+  isError: boolean;
+}
+
+export interface DiffStats {
+  files: number;
+  additions: number;
+  deletions: number;
+}
+
+export interface VerifyResult {
+  command: string;
+  exitCode: number;
+  passed: boolean;
+  outputTail: string;
+}
+
+export interface AttemptState {
+  round: number;
+  number: number;
+  status: AttemptStatus;
+  sandboxId: string | null;
+  /** Set before Daytona is asked for a sandbox, so a crash mid-create is noticed and the sandbox adopted. */
+  createRequestedAt: number | null;
+  /** The job now running (or last run) in the sandbox, the try it belongs to, and what is known of it. */
+  job: JobName | null;
+  jobTry: number;
+  cmdId: string | null;
+  jobStartedAt: number | null;
+  jobExitCode: number | null;
+  lastReportAt: number | null;
+  exitCode: number | null;
+  error: string | null;
+  retries: number;
+  summary: AgentSummary | null;
+  diffStats: DiffStats | null;
+  verify: VerifyResult | null;
+  timestamps: Partial<Record<AttemptStatus, number>>;
+  /** The sandbox must still be deleted (a delete that failed is tried again). */
+  cleanupPending: boolean;
+  /** The sandbox user's home, asked once. */
+  homeDir: string | null;
+  /** When the running job is killed and the attempt failed. */
+  deadlineAt: number | null;
+  /** Bumped on every write; a step whose attempt changed under it (a cancel, a report) drops its result. */
+  version: number;
+  updatedAt: number;
+}
+
+export interface JobReport {
+  exitCode: number;
+  at: number;
+}
+
+export interface RunEvent {
+  seq: number;
+  at: number;
+  round: number | null;
+  attempt: number | null;
+  type: string;
+  data: unknown;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS run (
+  id TEXT PRIMARY KEY, account_id TEXT NOT NULL, request TEXT NOT NULL, status TEXT NOT NULL,
+  error TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, finished_at INTEGER,
+  dirty INTEGER NOT NULL DEFAULT 1);
+CREATE TABLE IF NOT EXISTS rounds (
+  number INTEGER PRIMARY KEY, prompt TEXT NOT NULL, status TEXT NOT NULL, from_round INTEGER,
+  winner_attempt INTEGER, created_at INTEGER NOT NULL, finished_at INTEGER, dirty INTEGER NOT NULL DEFAULT 1);
+CREATE TABLE IF NOT EXISTS attempts (
+  round INTEGER NOT NULL, number INTEGER NOT NULL, state TEXT NOT NULL, dirty INTEGER NOT NULL DEFAULT 1,
+  PRIMARY KEY (round, number));
+CREATE TABLE IF NOT EXISTS reports (
+  round INTEGER NOT NULL, number INTEGER NOT NULL, job TEXT NOT NULL, try INTEGER NOT NULL,
+  exit_code INTEGER NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (round, number, job, try));
+CREATE TABLE IF NOT EXISTS timers (key TEXT PRIMARY KEY, due_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, round INTEGER, attempt INTEGER,
+  type TEXT NOT NULL, data TEXT NOT NULL);
+`;
+
+type Row = Record<string, SqlStorageValue>;
+
+export class RunStore {
+  private readonly sql: SqlStorage;
+
+  constructor(storage: DurableObjectStorage) {
+    this.sql = storage.sql;
+    this.sql.exec(SCHEMA);
+  }
+
+  // ---- the run ----
+
+  getRun(): RunState | null {
+    const row = this.sql.exec<Row>("SELECT * FROM run LIMIT 1").toArray()[0];
+    if (!row) return null;
+    return {
+      id: String(row.id),
+      accountId: String(row.account_id),
+      request: JSON.parse(String(row.request)) as RunRequest,
+      status: row.status as RunStatus,
+      error: (row.error as string | null) ?? null,
+      createdAt: Number(row.created_at),
+      updatedAt: Number(row.updated_at),
+      finishedAt: row.finished_at === null ? null : Number(row.finished_at),
+    };
+  }
+
+  putRun(run: RunState): void {
+    this.sql.exec(
+      `INSERT INTO run (id, account_id, request, status, error, created_at, updated_at, finished_at, dirty)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)
+       ON CONFLICT(id) DO UPDATE SET status=excluded.status, error=excluded.error, updated_at=excluded.updated_at,
+         finished_at=excluded.finished_at, dirty=1`,
+      run.id,
+      run.accountId,
+      JSON.stringify(run.request),
+      run.status,
+      run.error,
+      run.createdAt,
+      run.updatedAt,
+      run.finishedAt,
+    );
+  }
+
+  // ---- rounds ----
+
+  getRounds(): RoundState[] {
+    return this.sql
+      .exec<Row>("SELECT * FROM rounds ORDER BY number")
+      .toArray()
+      .map((r) => ({
+        number: Number(r.number),
+        prompt: String(r.prompt),
+        status: r.status as RoundStatus,
+        fromRound: r.from_round === null ? null : Number(r.from_round),
+        winnerAttempt: r.winner_attempt === null ? null : Number(r.winner_attempt),
+        createdAt: Number(r.created_at),
+        finishedAt: r.finished_at === null ? null : Number(r.finished_at),
+      }));
+  }
+
+  putRound(round: RoundState): void {
+    this.sql.exec(
+      `INSERT INTO rounds (number, prompt, status, from_round, winner_attempt, created_at, finished_at, dirty)
+       VALUES (?, ?, ?, ?, ?, ?, ?, 1)
+       ON CONFLICT(number) DO UPDATE SET status=excluded.status, winner_attempt=excluded.winner_attempt,
+         finished_at=excluded.finished_at, dirty=1`,
+      round.number,
+      round.prompt,
+      round.status,
+      round.fromRound,
+      round.winnerAttempt,
+      round.createdAt,
+      round.finishedAt,
+    );
+  }
+
+  // ---- attempts ----
+
+  getAttempts(round?: number): AttemptState[] {
+    const rows =
+      round === undefined
+        ? this.sql.exec<Row>("SELECT state FROM attempts ORDER BY round, number").toArray()
+        : this.sql.exec<Row>("SELECT state FROM attempts WHERE round = ? ORDER BY number", round).toArray();
+    return rows.map((r) => JSON.parse(String(r.state)) as AttemptState);
+  }
+
+  getAttempt(round: number, number: number): AttemptState | null {
+    const row = this.sql
+      .exec<Row>("SELECT state FROM attempts WHERE round = ? AND number = ?", round, number)
+      .toArray()[0];
+    return row ? (JSON.parse(String(row.state)) as AttemptState) : null;
+  }
+
+  putAttempt(a: AttemptState): void {
+    this.sql.exec(
+      `INSERT INTO attempts (round, number, state, dirty) VALUES (?, ?, ?, 1)
+       ON CONFLICT(round, number) DO UPDATE SET state=excluded.state, dirty=1`,
+      a.round,
+      a.number,
+      JSON.stringify(a),
+    );
+  }
+
+  // ---- exit reports pushed by the runner; kept apart from the attempt so a report never races a step ----
+
+  recordExit(round: number, number: number, job: JobName, jobTry: number, exitCode: number, at: number): void {
+    this.sql.exec(
+      "INSERT OR IGNORE INTO reports (round, number, job, try, exit_code, at) VALUES (?, ?, ?, ?, ?, ?)",
+      round,
+      number,
+      job,
+      jobTry,
+      exitCode,
+      at,
+    );
+  }
+
+  reportedExit(round: number, number: number, job: JobName, jobTry: number): JobReport | null {
+    const row = this.sql
+      .exec<Row>("SELECT exit_code, at FROM reports WHERE round = ? AND number = ? AND job = ? AND try = ?", round, number, job, jobTry)
+      .toArray()[0];
+    return row ? { exitCode: Number(row.exit_code), at: Number(row.at) } : null;
+  }
+
+  // ---- the D1 mirror: rows changed since the last successful mirror ----
+
+  dirty(): { run: RunState | null; rounds: RoundState[]; attempts: AttemptState[] } {
+    const runDirty = this.sql.exec<Row>("SELECT 1 FROM run WHERE dirty = 1").toArray().length > 0;
+    const roundNumbers = new Set(
+      this.sql
+        .exec<Row>("SELECT number FROM rounds WHERE dirty = 1")
+        .toArray()
+        .map((r) => Number(r.number)),
+    );
+    return {
+      run: runDirty ? this.getRun() : null,
+      rounds: this.getRounds().filter((r) => roundNumbers.has(r.number)),
+      attempts: this.sql
+        .exec<Row>("SELECT state FROM attempts WHERE dirty = 1")
+        .toArray()
+        .map((r) => JSON.parse(String(r.state)) as AttemptState),
+    };
+  }
+
+  /** Marks mirrored rows clean, unless they changed again since (compared by their updatedAt). */
+  markMirrored(m: { run: RunState | null; rounds: RoundState[]; attempts: AttemptState[] }): void {
+    if (m.run) this.sql.exec("UPDATE run SET dirty = 0 WHERE updated_at = ?", m.run.updatedAt);
+    for (const r of m.rounds) {
+      this.sql.exec(
+        "UPDATE rounds SET dirty = 0 WHERE number = ? AND status = ? AND winner_attempt IS ?",
+        r.number,
+        r.status,
+        r.winnerAttempt,
+      );
+    }
+    for (const a of m.attempts) {
+      this.sql.exec(
+        "UPDATE attempts SET dirty = 0 WHERE round = ? AND number = ? AND json_extract(state, '$.updatedAt') = ?",
+        a.round,
+        a.number,
+        a.updatedAt,
+      );
+    }
+  }
+
+  // ---- timers: one row per pending wake-up; the single alarm is set to the earliest ----
+
+  schedule(key: string, dueAt: number): void {
+    this.sql.exec(
+      "INSERT INTO timers (key, due_at) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET due_at = excluded.due_at",
+      key,
+      dueAt,
+    );
+  }
+
+  /** Schedules only if the key has no earlier wake-up already. */
+  scheduleNoLaterThan(key: string, dueAt: number): void {
+    this.sql.exec(
+      `INSERT INTO timers (key, due_at) VALUES (?, ?)
+       ON CONFLICT(key) DO UPDATE SET due_at = min(due_at, excluded.due_at)`,
+      key,
+      dueAt,
+    );
+  }
+
+  dueAt(key: string): number | null {
+    const row = this.sql.exec<Row>("SELECT due_at FROM timers WHERE key = ?", key).toArray()[0];
+    return row ? Number(row.due_at) : null;
+  }
+
+  unschedule(key: string): void {
+    this.sql.exec("DELETE FROM timers WHERE key = ?", key);
+  }
+
+  /** The keys due at `now`, earliest first. They stay until their handler reschedules or removes them. */
+  dueKeys(now: number): string[] {
+    return this.sql
+      .exec<Row>("SELECT key FROM timers WHERE due_at <= ? ORDER BY due_at", now)
+      .toArray()
+      .map((r) => String(r.key));
+  }
+
+  nextDue(): number | null {
+    const row = this.sql.exec<Row>("SELECT min(due_at) AS due FROM timers").toArray()[0];
+    return row && row.due !== null ? Number(row.due) : null;
+  }
+
+  timers(): { key: string; dueAt: number }[] {
+    return this.sql
+      .exec<Row>("SELECT key, due_at FROM timers ORDER BY due_at")
+      .toArray()
+      .map((r) => ({ key: String(r.key), dueAt: Number(r.due_at) }));
+  }
+
+  // ---- the ordered event log ----
+
+  appendEvent(e: Omit<RunEvent, "seq">): number {
+    this.sql.exec(
+      "INSERT INTO events (at, round, attempt, type, data) VALUES (?, ?, ?, ?, ?)",
+      e.at,
+      e.round,
+      e.attempt,
+      e.type,
+      JSON.stringify(e.data),
+    );
+    return Number(this.sql.exec<Row>("SELECT last_insert_rowid() AS seq").one().seq);
+  }
+
+  /** The newest event of a type for one attempt. */
+  lastEvent(round: number, attempt: number, type: string): RunEvent | null {
+    const row = this.sql
+      .exec<Row>("SELECT * FROM events WHERE round = ? AND attempt = ? AND type = ? ORDER BY seq DESC LIMIT 1", round, attempt, type)
+      .toArray()[0];
+    return row ? toEvent(row) : null;
+  }
+
+  events(afterSeq: number, limit: number): RunEvent[] {
+    return this.sql
+      .exec<Row>("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", afterSeq, limit)
+      .toArray()
+      .map(toEvent);
+  }
+}
+
+function toEvent(r: Row): RunEvent {
+  return {
+    seq: Number(r.seq),
+    at: Number(r.at),
+    round: r.round === null ? null : Number(r.round),
+    attempt: r.attempt === null ? null : Number(r.attempt),
+    type: String(r.type),
+    data: JSON.parse(String(r.data)),
+  };
+}

@@ -1,0 +1,85 @@
+// The run as the API shows it. Built from the object's live state; holds nothing secret
+// (no sandbox env, no tokens, no signing material).
+import type { AttemptStatus, RoundStatus, RunStatus } from "../db/schema.ts";
+import type { AgentSummary, AttemptState, DiffStats, RoundState, RunState, VerifyResult } from "./store.ts";
+
+export interface AttemptView {
+  number: number;
+  status: AttemptStatus;
+  sandboxId: string | null;
+  exitCode: number | null;
+  error: string | null;
+  retries: number;
+  summary: AgentSummary | null;
+  diffStats: DiffStats | null;
+  verify: VerifyResult | null;
+  /** When each phase began (ms since epoch). */
+  timestamps: Partial<Record<AttemptStatus, number>>;
+  updatedAt: number;
+  links: { diff: string | null; log: string | null; cancel: string };
+}
+
+export interface RoundView {
+  number: number;
+  prompt: string;
+  status: RoundStatus;
+  fromRound: number | null;
+  winnerAttempt: number | null;
+  createdAt: number;
+  finishedAt: number | null;
+  attempts: AttemptView[];
+}
+
+export interface RunView {
+  id: string;
+  status: RunStatus;
+  error: string | null;
+  prompt: string;
+  agent: string;
+  config: Omit<RunState["request"], "prompt">;
+  createdAt: number;
+  updatedAt: number;
+  finishedAt: number | null;
+  rounds: RoundView[];
+  links: { self: string; events: string; cancel: string };
+}
+
+export function toRunView(run: RunState, rounds: RoundState[], attempts: AttemptState[], publicUrl: string): RunView {
+  const base = `${publicUrl.replace(/\/$/, "")}/api/runs/${run.id}`;
+  const { prompt, ...config } = run.request;
+  return {
+    id: run.id,
+    status: run.status,
+    error: run.error,
+    prompt,
+    agent: run.request.agent,
+    config,
+    createdAt: run.createdAt,
+    updatedAt: run.updatedAt,
+    finishedAt: run.finishedAt,
+    rounds: rounds.map((r) => ({
+      ...r,
+      attempts: attempts
+        .filter((a) => a.round === r.number)
+        .map((a) => ({
+          number: a.number,
+          status: a.status,
+          sandboxId: a.sandboxId,
+          exitCode: a.exitCode,
+          error: a.error,
+          retries: a.retries,
+          summary: a.summary,
+          diffStats: a.diffStats,
+          verify: a.verify,
+          timestamps: a.timestamps,
+          updatedAt: a.updatedAt,
+          links: {
+            diff: a.status === "done" ? `${base}/rounds/${r.number}/attempts/${a.number}/diff` : null,
+            log: a.status === "done" ? `${base}/rounds/${r.number}/attempts/${a.number}/log` : null,
+            cancel: `${base}/attempts/${a.number}/cancel`,
+          },
+        })),
+    })),
+    links: { self: base, events: `${base}/events`, cancel: `${base}/cancel` },
+  };
+}

@@ -1,0 +1,43 @@
+// The Worker's bindings and configuration, as wrangler.toml and `wrangler secret put` provide them.
+// Every variable here is listed in the README's configuration table.
+import type { RunCoordinator } from "./durable/run-coordinator.ts";
+
+export interface Env {
+  DB: D1Database;
+  ARTIFACTS: R2Bucket;
+  RUN_COORDINATOR: DurableObjectNamespace<RunCoordinator>;
+
+  /** Daytona control plane, e.g. https://app.daytona.io/api or the local sandbox server's /api. */
+  DAYTONA_API_URL: string;
+  /** Secret. Daytona API key; absent in local mode (the local sandbox server accepts any key). */
+  DAYTONA_API_KEY?: string;
+  /** Secret. Alternative to DAYTONA_API_KEY, together with DAYTONA_ORGANIZATION_ID. */
+  DAYTONA_JWT_TOKEN?: string;
+  DAYTONA_ORGANIZATION_ID?: string;
+  /** Daytona region. */
+  DAYTONA_TARGET?: string;
+  /** Snapshot (or image) sandboxes are created from when a run names none. */
+  DAYTONA_SNAPSHOT?: string;
+
+  /** Where sandboxes reach this Worker (ingest reports). */
+  PUBLIC_URL: string;
+  /** Secret. Signs per-attempt ingest URLs. */
+  MULTISHOT_SIGNING_SECRET?: string;
+  /** Local mode only: a valid API key of the local account. */
+  MULTISHOT_DEV_API_KEY?: string;
+  /** Secret. Given to claude-code attempts (API-key mode). */
+  ANTHROPIC_API_KEY?: string;
+  /** Optional: where claude-code attempts send model calls (a gateway or a local fake). */
+  ANTHROPIC_BASE_URL?: string;
+
+  /** Tuning, mostly for tests: retry backoff base and cap (ms), poll interval (ms), max retries. */
+  RETRY_BASE_MS?: string;
+  RETRY_CAP_MS?: string;
+  RETRY_LIMIT?: string;
+  POLL_INTERVAL_MS?: string;
+}
+
+/** Local mode: no Daytona credentials, so the Worker talks to the local sandbox server. */
+export function isLocalMode(env: Env): boolean {
+  return !env.DAYTONA_API_KEY && !env.DAYTONA_JWT_TOKEN;
+}

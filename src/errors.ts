@@ -1,0 +1,29 @@
+// Every error the API answers is JSON `{error: {code, message, details?}}` with a 4xx/5xx status.
+import type { Context } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+
+export class ApiError extends Error {
+  readonly status: ContentfulStatusCode;
+  readonly code: string;
+  readonly details?: unknown;
+
+  constructor(status: ContentfulStatusCode, code: string, message: string, details?: unknown) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.details = details;
+  }
+}
+
+export const notFound = (what: string) => new ApiError(404, "not_found", `${what} not found`);
+
+export function errorBody(code: string, message: string, details?: unknown) {
+  return { error: details === undefined ? { code, message } : { code, message, details } };
+}
+
+/** Hono's onError: ApiErrors answer as themselves; anything else is a 500 that names no internals. */
+export function handleError(err: Error, c: Context) {
+  if (err instanceof ApiError) return c.json(errorBody(err.code, err.message, err.details), err.status);
+  console.error("unhandled error", err.stack ?? err.message);
+  return c.json(errorBody("internal", "internal error"), 500);
+}

@@ -1,0 +1,25 @@
+// The multishot Worker: the Hono app for every HTTP surface, the cron sweep, and the Durable Object class.
+import { Hono } from "hono";
+import type { Env } from "./env.ts";
+import { errorBody, handleError } from "./errors.ts";
+import type { AppEnv } from "./routes/app-types.ts";
+import { health } from "./routes/health.ts";
+import { ingest } from "./routes/ingest.ts";
+import { runs } from "./routes/runs.ts";
+import { sweepSandboxes } from "./sweep.ts";
+
+export { RunCoordinator } from "./durable/run-coordinator.ts";
+
+export const app = new Hono<AppEnv>()
+  .route("/", health)
+  .route("/api/runs", runs)
+  .route("/ingest", ingest)
+  .notFound((c) => c.json(errorBody("not_found", `no route for ${c.req.method} ${new URL(c.req.url).pathname}`), 404))
+  .onError(handleError);
+
+export default {
+  fetch: app.fetch,
+  async scheduled(_controller, env, ctx) {
+    ctx.waitUntil(sweepSandboxes(env).then((r) => console.log("sandbox sweep", JSON.stringify(r))));
+  },
+} satisfies ExportedHandler<Env>;

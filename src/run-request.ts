@@ -1,0 +1,68 @@
+// What a caller may ask for when starting a run. Validated once, at the edge; the Durable Object
+// receives only requests that passed this schema.
+import { z } from "zod";
+
+export const AGENTS = ["claude-code", "demo"] as const;
+export type AgentKind = (typeof AGENTS)[number];
+
+export const MAX_PROMPT_CHARS = 100_000;
+
+const variation = z.strictObject({
+  model: z.string().min(1).max(200).optional(),
+  promptSuffix: z.string().max(10_000).optional(),
+});
+
+const base = z.union([
+  z.strictObject({
+    git: z
+      .string()
+      .url()
+      .refine((u) => /^https?:\/\//.test(u), "only http(s) git URLs are supported"),
+    ref: z
+      .string()
+      .min(1)
+      .max(200)
+      .regex(/^[A-Za-z0-9._\/-]+$/, "a branch, tag or commit")
+      .optional(),
+  }),
+  z.strictObject({ run: z.string().min(1), round: z.number().int().min(1) }),
+]);
+
+export const runRequestSchema = z
+  .strictObject({
+    prompt: z.string().trim().min(1, "prompt must not be empty").max(MAX_PROMPT_CHARS),
+    attempts: z.number().int().min(1).max(8).default(4),
+    agent: z.enum(AGENTS).default("claude-code"),
+    model: z.string().min(1).max(200).optional(),
+    variations: z.array(variation).min(1).max(8).optional(),
+    base: base.optional(),
+    verify: z.string().min(1).max(2_000).optional(),
+    limits: z
+      .strictObject({
+        attemptMinutes: z.number().positive().min(0.05).max(24 * 60).optional(),
+        maxTurns: z.number().int().min(1).max(500).optional(),
+      })
+      .optional(),
+  })
+  .superRefine((r, ctx) => {
+    if (r.variations && r.variations.length !== r.attempts) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["variations"],
+        message: `variations must have one entry per attempt (${r.attempts}), got ${r.variations.length}`,
+      });
+    }
+  });
+
+export type RunRequest = z.output<typeof runRequestSchema>;
+
+export const DEFAULT_ATTEMPT_MINUTES = 30;
+export const DEFAULT_MAX_TURNS = 50;
+
+/** The prompt and model one attempt runs with, after its variation is applied. */
+export function attemptInstructions(req: RunRequest, attempt: number): { prompt: string; model?: string } {
+  const v = req.variations?.[attempt - 1];
+  const prompt = v?.promptSuffix ? `${req.prompt}\n\n${v.promptSuffix}` : req.prompt;
+  const model = v?.model ?? req.model;
+  return model ? { prompt, model } : { prompt };
+}

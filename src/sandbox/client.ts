@@ -1,0 +1,154 @@
+// Every Daytona call multishot makes goes through this module (the only importer of @daytonaio/sdk).
+// It speaks to real Daytona, or locally and in tests to the project's Daytona-compatible sandbox server.
+import { Daytona, type Sandbox } from "@daytonaio/sdk";
+import type { Env } from "../env.ts";
+import { isSandboxGone } from "./errors.ts";
+
+export interface SandboxSpec {
+  labels: Record<string, string>;
+  envVars: Record<string, string>;
+  /** Minutes without activity before Daytona stops the sandbox (0 = never). */
+  autoStopInterval: number;
+  /** Minutes after stopping before Daytona deletes it (0 = at once, -1 = never). */
+  autoDeleteInterval: number;
+  snapshot?: string;
+  /** Seconds to wait for the sandbox to start. */
+  timeoutSec?: number;
+}
+
+export interface SandboxSummary {
+  id: string;
+  state: string;
+  labels: Record<string, string>;
+  createdAt?: string;
+}
+
+export interface CommandResult {
+  exitCode: number;
+  output: string;
+}
+
+export function daytonaFromEnv(env: Env): Daytona {
+  // apiUrl is always passed explicitly: the SDK refuses to start when it also finds one in a .env file.
+  const auth = env.DAYTONA_JWT_TOKEN
+    ? { jwtToken: env.DAYTONA_JWT_TOKEN, organizationId: env.DAYTONA_ORGANIZATION_ID }
+    : { apiKey: env.DAYTONA_API_KEY || "local-sandbox" };
+  return new Daytona({
+    ...auth,
+    apiUrl: env.DAYTONA_API_URL,
+    ...(env.DAYTONA_TARGET ? { target: env.DAYTONA_TARGET } : {}),
+    // Workers have no long-lived process to hold an event socket; state is read by polling.
+    useDeprecatedPolling: true,
+  });
+}
+
+/** A thin, cached view of Daytona for one Durable Object. */
+export class Sandboxes {
+  private readonly daytona: Daytona;
+  private readonly cache = new Map<string, Sandbox>();
+
+  constructor(env: Env) {
+    this.daytona = daytonaFromEnv(env);
+  }
+
+  async create(spec: SandboxSpec): Promise<string> {
+    const sandbox = await this.daytona.create(
+      {
+        language: "typescript",
+        labels: spec.labels,
+        envVars: spec.envVars,
+        autoStopInterval: spec.autoStopInterval,
+        autoDeleteInterval: spec.autoDeleteInterval,
+        ...(spec.snapshot ? { snapshot: spec.snapshot } : {}),
+      },
+      { timeout: spec.timeoutSec ?? 120 },
+    );
+    this.cache.set(sandbox.id, sandbox);
+    return sandbox.id;
+  }
+
+  /** Every sandbox carrying all of these labels, whatever its state. */
+  async findByLabels(labels: Record<string, string>): Promise<SandboxSummary[]> {
+    const found: SandboxSummary[] = [];
+    for await (const sb of this.daytona.list({ labels })) {
+      found.push({ id: sb.id, state: String(sb.state ?? ""), labels: sb.labels ?? {}, createdAt: sb.createdAt });
+    }
+    return found;
+  }
+
+  private async get(id: string): Promise<Sandbox> {
+    const cached = this.cache.get(id);
+    if (cached) return cached;
+    const sandbox = await this.daytona.get(id);
+    this.cache.set(id, sandbox);
+    return sandbox;
+  }
+
+  /** Deletes a sandbox; one that is already gone counts as deleted. */
+  async delete(id: string): Promise<void> {
+    try {
+      const sandbox = await this.get(id);
+      await this.daytona.delete(sandbox, 60);
+    } catch (err) {
+      if (!isSandboxGone(err)) throw err;
+    } finally {
+      this.cache.delete(id);
+    }
+  }
+
+  /** A short command, waited for (at most timeoutSec). stdout and stderr come back combined. */
+  async exec(id: string, command: string, timeoutSec = 60): Promise<CommandResult> {
+    const sandbox = await this.get(id);
+    const res = await sandbox.process.executeCommand(command, undefined, undefined, timeoutSec);
+    return { exitCode: res.exitCode, output: res.result ?? "" };
+  }
+
+  async upload(id: string, path: string, content: string): Promise<void> {
+    const sandbox = await this.get(id);
+    await sandbox.fs.uploadFile(Buffer.from(content, "utf8"), path);
+  }
+
+  /** Starts a long command in the named session (created if needed) and returns its command id at once. */
+  async startCommand(id: string, sessionId: string, command: string): Promise<string> {
+    const sandbox = await this.get(id);
+    try {
+      await sandbox.process.createSession(sessionId);
+    } catch (err) {
+      // 409: the session exists already (a step that is run again after a crash).
+      if (!(err instanceof Error && "statusCode" in err && (err as { statusCode?: number }).statusCode === 409)) throw err;
+    }
+    const res = await sandbox.process.executeSessionCommand(sessionId, { command, runAsync: true });
+    if (!res.cmdId) throw new Error("the sandbox returned no command id");
+    return res.cmdId;
+  }
+
+  /** A command of the session whose text contains `marker`, if one was started already. */
+  async findCommand(id: string, sessionId: string, marker: string): Promise<{ cmdId: string; exitCode?: number } | null> {
+    const sandbox = await this.get(id);
+    try {
+      const session = await sandbox.process.getSession(sessionId);
+      const cmd = (session.commands ?? []).find((c) => c.command?.includes(marker));
+      if (!cmd?.id) return null;
+      return cmd.exitCode === undefined || cmd.exitCode === null ? { cmdId: cmd.id } : { cmdId: cmd.id, exitCode: cmd.exitCode };
+    } catch (err) {
+      if (isSandboxGone(err)) return null;
+      throw err;
+    }
+  }
+
+  /** The command's exit code, or undefined while it runs. */
+  async commandExitCode(id: string, sessionId: string, cmdId: string): Promise<number | undefined> {
+    const sandbox = await this.get(id);
+    const cmd = await sandbox.process.getSessionCommand(sessionId, cmdId);
+    return cmd.exitCode === null ? undefined : cmd.exitCode;
+  }
+
+  async deleteSession(id: string, sessionId: string): Promise<void> {
+    const sandbox = await this.get(id);
+    try {
+      await sandbox.process.deleteSession(sessionId);
+    } catch (err) {
+      if (!isSandboxGone(err)) throw err;
+    }
+  }
+}

@@ -1,0 +1,32 @@
+// Which sandbox failures are worth another try. The SDK maps HTTP statuses to error classes and wraps
+// transport failures (resets, refused connections, timeouts) in DaytonaConnectionError; anything without
+// a status that is not a local argument error is treated as transport trouble too.
+import { DaytonaConnectionError, DaytonaError, DaytonaInvalidArgumentError } from "@daytonaio/sdk";
+
+const RETRYABLE_STATUS = new Set([408, 409, 425, 429, 500, 502, 503, 504]);
+
+/** True for failures that may pass on their own: network trouble, timeouts, rate limits, 5xx. */
+export function isRetryableSandboxError(err: unknown): boolean {
+  if (err instanceof DaytonaInvalidArgumentError) return false;
+  if (err instanceof DaytonaConnectionError) return true;
+  if (err instanceof DaytonaError) {
+    if (err.statusCode === undefined) return /timeout|timed out|network|socket|ECONN|EPIPE|fetch failed/i.test(err.message);
+    return RETRYABLE_STATUS.has(err.statusCode);
+  }
+  if (err instanceof TypeError) return /fetch|network|socket|connection/i.test(err.message);
+  return err instanceof Error && /ECONNRESET|ECONNREFUSED|EPIPE|socket hang up|network|timed? ?out/i.test(err.message);
+}
+
+/** True when the sandbox is gone (deleted, never existed). */
+export function isSandboxGone(err: unknown): boolean {
+  return err instanceof DaytonaError && (err.statusCode === 404 || err.statusCode === 410);
+}
+
+/** A short, human reason for an error, safe to show: the SDK's message without request internals. */
+export function describeSandboxError(err: unknown): string {
+  if (err instanceof DaytonaError) {
+    const status = err.statusCode ? ` (HTTP ${err.statusCode})` : "";
+    return `${err.message}${status}`.slice(0, 500);
+  }
+  return (err instanceof Error ? err.message : String(err)).slice(0, 500);
+}

@@ -1,0 +1,44 @@
+// The scheduled sweep: deletes sandboxes that multishot labelled but no longer needs, so a crash, a lost
+// delete or a bug never leaves one running. An attempt's own cleanup is the normal path; this is the net.
+import { and, eq } from "drizzle-orm";
+import { db } from "./db/queries.ts";
+import { attempts } from "./db/schema.ts";
+import type { Env } from "./env.ts";
+import { Sandboxes } from "./sandbox/client.ts";
+import { describeSandboxError } from "./sandbox/errors.ts";
+
+/** Sandboxes younger than this are left alone: their attempt may not be mirrored to D1 yet. */
+const GRACE_MS = 10 * 60_000;
+
+export interface SweepReport {
+  seen: number;
+  deleted: string[];
+  failed: { id: string; reason: string }[];
+}
+
+export async function sweepSandboxes(env: Env, now = Date.now()): Promise<SweepReport> {
+  const sandboxes = new Sandboxes(env);
+  const d = db(env.DB);
+  const report: SweepReport = { seen: 0, deleted: [], failed: [] };
+  for (const sb of await sandboxes.findByLabels({})) {
+    const label = sb.labels["multishot-attempt"];
+    if (!label) continue;
+    report.seen++;
+    if (sb.createdAt && now - Date.parse(sb.createdAt) < GRACE_MS) continue;
+    const [runId, round, number] = label.split(":");
+    const row = await d
+      .select({ status: attempts.status })
+      .from(attempts)
+      .where(and(eq(attempts.runId, runId ?? ""), eq(attempts.round, Number(round)), eq(attempts.number, Number(number))))
+      .get();
+    // Unknown attempts, and attempts that failed or were cancelled, have no use for a sandbox.
+    if (row && row.status !== "failed" && row.status !== "cancelled") continue;
+    try {
+      await sandboxes.delete(sb.id);
+      report.deleted.push(sb.id);
+    } catch (err) {
+      report.failed.push({ id: sb.id, reason: describeSandboxError(err) });
+    }
+  }
+  return report;
+}

@@ -1,0 +1,95 @@
+// The runs API refuses what it cannot accept with a clear JSON error, and keeps accounts apart.
+import { env } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { sha256Hex } from "../../src/crypto.ts";
+import { api, startRun } from "./helpers.ts";
+
+async function error(res: Response) {
+  return { status: res.status, body: (await res.json()) as { error: { code: string; message: string } } };
+}
+
+async function otherAccountKey(): Promise<string> {
+  const key = `other-${crypto.randomUUID()}`;
+  const account = `acct_${crypto.randomUUID().slice(0, 8)}`;
+  await env.DB.batch([
+    env.DB.prepare("INSERT INTO accounts (id, name) VALUES (?, 'other')").bind(account),
+    env.DB.prepare("INSERT INTO api_keys (id, account_id, prefix, hash) VALUES (?, ?, ?, ?)").bind(
+      `key_${account}`,
+      account,
+      key.slice(0, 8),
+      await sha256Hex(key),
+    ),
+  ]);
+  return key;
+}
+
+describe("the runs API", () => {
+  it("wants an API key", async () => {
+    expect(await error(await api("/api/runs", { key: null }))).toMatchObject({ status: 401, body: { error: { code: "unauthorized" } } });
+    expect(await error(await api("/api/runs", { key: "wrong" }))).toMatchObject({ status: 401, body: { error: { code: "unauthorized", message: "invalid API key" } } });
+  });
+
+  it("says which field of a bad run request is wrong, and starts nothing", async () => {
+    const before = await env.DB.prepare("SELECT count(*) AS n FROM runs").first<{ n: number }>();
+    const cases: [unknown, string, string][] = [
+      [{}, "validation_failed", "prompt"],
+      [{ prompt: "   " }, "validation_failed", "prompt must not be empty"],
+      [{ prompt: "x", attempts: 9 }, "validation_failed", "attempts"],
+      [{ prompt: "x", attempts: 0 }, "validation_failed", "attempts"],
+      [{ prompt: "x", agent: "gpt" }, "validation_failed", "agent"],
+      [{ prompt: "x", attempts: 2, variations: [{ model: "a" }] }, "validation_failed", "one entry per attempt"],
+      [{ prompt: "x", base: { git: "file:///etc" } }, "validation_failed", "base"],
+      [{ prompt: "x", surprise: true }, "validation_failed", "surprise"],
+      [{ prompt: "x", limits: { attemptMinutes: -1 } }, "validation_failed", "limits.attemptMinutes"],
+    ];
+    for (const [body, code, mentions] of cases) {
+      const { status, body: err } = await error(await api("/api/runs", { method: "POST", json: body }));
+      expect(status, JSON.stringify(body)).toBe(400);
+      expect(err.error.code).toBe(code);
+      expect(err.error.message + JSON.stringify(err)).toContain(mentions);
+    }
+    const notJson = await api("/api/runs", { method: "POST", body: "{nope", headers: { "content-type": "application/json" } });
+    expect(await error(notJson)).toMatchObject({ status: 400, body: { error: { code: "invalid_json" } } });
+    const notJsonType = await api("/api/runs", { method: "POST", body: "prompt=x", headers: { "content-type": "text/plain" } });
+    expect((await error(notJsonType)).status).toBe(415);
+    const huge = await api("/api/runs", { method: "POST", json: { prompt: "x".repeat(1_100_000) } });
+    expect(await error(huge)).toMatchObject({ status: 413, body: { error: { code: "body_too_large" } } });
+    const after = await env.DB.prepare("SELECT count(*) AS n FROM runs").first<{ n: number }>();
+    expect(after?.n).toBe(before?.n);
+  });
+
+  it("answers 404 for a run that does not exist or belongs to another account", async () => {
+    expect((await error(await api("/api/runs/run_aaaaaaaaaaaaaaaaaaaa"))).status).toBe(404);
+    expect((await error(await api("/api/runs/../../etc"))).status).toBe(404);
+    const other = await otherAccountKey();
+    const id = await startRun({ prompt: "someone else's run", attempts: 1, agent: "demo" }, other);
+    expect((await error(await api(`/api/runs/${id}`))).status).toBe(404);
+    expect((await error(await api(`/api/runs/${id}/cancel`, { method: "POST" }))).status).toBe(404);
+    const mine = await api(`/api/runs/${id}`, { key: other });
+    expect(mine.status).toBe(200);
+    const listed = (await (await api("/api/runs?limit=100")).json()) as { runs: { id: string }[] };
+    expect(listed.runs.map((r) => r.id)).not.toContain(id);
+    await api(`/api/runs/${id}/cancel`, { method: "POST", key: other });
+  });
+
+  it("lists runs newest first in cursor pages, filtered by status", async () => {
+    const key = await otherAccountKey();
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push(await startRun({ prompt: `listed ${i} [hang]`, attempts: 1, agent: "demo" }, key));
+    const first = (await (await api("/api/runs?limit=2", { key })).json()) as { runs: { id: string }[]; nextCursor: string };
+    expect(first.runs.map((r) => r.id)).toEqual([ids[2], ids[1]]);
+    expect(first.nextCursor).toBeTruthy();
+    const second = (await (await api(`/api/runs?limit=2&cursor=${first.nextCursor}`, { key })).json()) as {
+      runs: { id: string }[];
+      nextCursor: string | null;
+    };
+    expect(second.runs.map((r) => r.id)).toEqual([ids[0]]);
+    expect(second.nextCursor).toBeNull();
+    await api(`/api/runs/${ids[1]}/cancel`, { method: "POST", key });
+    const cancelled = (await (await api("/api/runs?status=cancelled", { key })).json()) as { runs: { id: string }[] };
+    expect(cancelled.runs.map((r) => r.id)).toEqual([ids[1]]);
+    expect((await error(await api("/api/runs?status=bogus", { key }))).status).toBe(400);
+    expect((await error(await api("/api/runs?cursor=zzz", { key }))).status).toBe(400);
+    for (const id of ids) await api(`/api/runs/${id}/cancel`, { method: "POST", key });
+  });
+});
