@@ -85,8 +85,6 @@ export class RunCoordinator extends DurableObject<Env> {
   /** Timer keys whose handler runs now, and those that were poked while it ran. */
   private readonly inFlight = new Set<string>();
   private readonly poked = new Set<string>();
-  private pumping: Promise<void> | null = null;
-  private pumpAgain = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -179,41 +177,30 @@ export class RunCoordinator extends DurableObject<Env> {
       this.store.recordExit(round, n, report.job, report.try, report.exitCode, now);
       this.poke(attemptKey(round, n));
     }
-    this.ctx.waitUntil(this.pump());
+    // The step runs in the alarm, not here: work started inside this call would belong to its request,
+    // and a request's outstanding I/O does not survive the request's end.
+    await this.rearm();
     return { accepted: true };
   }
 
-  override async alarm(): Promise<void> {
-    await this.pump();
-  }
-
-  // ---------------------------------------------------------------- the pump: run whatever is due
+  // ---------------------------------------------------------------- the alarm: run whatever is due
 
   /**
    * Runs every due timer's handler, in parallel, until nothing is due, then sets the alarm to the next
-   * timer. Re-entrant calls join the running pump and ask it to look again.
+   * timer. Only the alarm runs steps; anything else that wants work done schedules a timer and re-arms
+   * (work started inside an RPC call belongs to that call's request and may not outlive it).
    */
-  private pump(): Promise<void> {
-    if (this.pumping) {
-      this.pumpAgain = true;
-      return this.pumping;
-    }
-    this.pumping = (async () => {
-      try {
-        do {
-          this.pumpAgain = false;
-          const due = this.store.dueKeys(Date.now()).filter((k) => !this.inFlight.has(k));
-          if (due.length === 0 && this.inFlight.size === 0) break;
-          await Promise.all(due.map((key) => this.dispatch(key)));
-          await this.mirror();
-          // Keys poked or newly due while handlers ran are picked up by the next turn.
-        } while (this.pumpAgain || this.store.dueKeys(Date.now()).length > 0);
-      } finally {
-        this.pumping = null;
-        await this.rearm();
+  override async alarm(): Promise<void> {
+    try {
+      for (;;) {
+        const due = this.store.dueKeys(Date.now()).filter((k) => !this.inFlight.has(k));
+        if (due.length === 0) break;
+        await Promise.all(due.map((key) => this.dispatch(key)));
+        await this.mirror();
       }
-    })();
-    return this.pumping;
+    } finally {
+      await this.rearm();
+    }
   }
 
   private async dispatch(key: string): Promise<void> {
@@ -234,10 +221,7 @@ export class RunCoordinator extends DurableObject<Env> {
       this.inFlight.delete(key);
       // A handler that neither rescheduled nor removed its key (its work was superseded) looks again soon.
       if (this.store.dueAt(key) === lease) this.store.schedule(key, Date.now() + 1_000);
-      if (this.poked.delete(key)) {
-        this.store.schedule(key, Date.now());
-        this.pumpAgain = true;
-      }
+      if (this.poked.delete(key)) this.store.schedule(key, Date.now());
     }
   }
 
@@ -267,7 +251,7 @@ export class RunCoordinator extends DurableObject<Env> {
 
   private async afterChange(): Promise<void> {
     await this.mirror();
-    this.ctx.waitUntil(this.pump());
+    await this.rearm();
   }
 
   // ---------------------------------------------------------------- one attempt's step

@@ -1,0 +1,69 @@
+// `npm start` as a new user runs it: the service comes up on the local sandbox server with the demo
+// agent, and a 4-attempt run completes with every runner report pushed to the Worker.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { RunView } from "../../src/durable/view.ts";
+import { startService, type Service } from "../support/service.ts";
+
+let service: Service;
+beforeAll(async () => {
+  service = await startService();
+});
+afterAll(async () => {
+  await service?.close();
+});
+
+async function waitForRun(id: string, done: (r: RunView) => boolean, timeoutMs = 60_000): Promise<RunView> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const run = (await (await service.api(`/api/runs/${id}`)).json()) as RunView;
+    if (done(run)) return run;
+    if (Date.now() > until) throw new Error(`run ${id} did not finish: ${JSON.stringify(run, null, 2)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe("npm start", () => {
+  it("prints the ready line and serves /health", async () => {
+    expect(service.output()).toMatch(/multishot ready at http:\/\/127\.0\.0\.1:\d+/);
+    expect(service.localSandboxUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const res = await fetch(`${service.url}/health`);
+    expect(await res.json()).toMatchObject({ ok: true });
+  });
+
+  it("runs 4 demo attempts to done, with the agents' reports pushed rather than polled", async () => {
+    const res = await service.api("/api/runs", { method: "POST", json: { prompt: "a tiny site", agent: "demo" } });
+    expect(res.status).toBe(202);
+    const { id, links } = (await res.json()) as { id: string; links: { self: string } };
+    expect(links.self).toBe(`${service.url}/api/runs/${id}`);
+
+    const run = await waitForRun(id, (r) => r.status !== "running");
+    expect(run.status).toBe("succeeded");
+    expect(run.rounds[0]!.attempts.map((a) => a.status)).toEqual(["done", "done", "done", "done"]);
+
+    const { events } = (await (await service.api(`/api/runs/${id}/events`)).json()) as { events: { type: string }[] };
+    expect(events.filter((e) => e.type === "agent.result")).toHaveLength(4);
+    // Each attempt ran four jobs; every exit was reported by its runner, none had to be found by polling.
+    expect(events.filter((e) => e.type === "job.exit_polled")).toEqual([]);
+
+    // Cancelling the run gives back every sandbox.
+    await service.api(`/api/runs/${id}/cancel`, { method: "POST" });
+    await expect
+      .poll(
+        async () => {
+          const admin = (await (await fetch(`${service.localSandboxUrl}/admin/sandboxes`)).json()) as { live: number };
+          return admin.live;
+        },
+        { timeout: 15_000 },
+      )
+      .toBe(0);
+  });
+
+  it("keeps secrets out of API answers", async () => {
+    const res = await service.api("/api/runs", { method: "POST", json: { prompt: "secret check", agent: "demo", attempts: 1 } });
+    const { id } = (await res.json()) as { id: string };
+    const run = await waitForRun(id, (r) => r.status !== "running");
+    const text = JSON.stringify(run);
+    expect(text).not.toContain(service.key);
+    await service.api(`/api/runs/${id}/cancel`, { method: "POST" });
+  });
+});

@@ -1,0 +1,66 @@
+// Starts multishot the way `npm start` does (scripts/start.ts), on a free port with its own state, and
+// gives tests a small API client for it.
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startProcess, type Started } from "./processes.ts";
+
+export async function freePort(): Promise<number> {
+  return new Promise((ok, fail) => {
+    const srv = createServer();
+    srv.once("error", fail);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => ok(port));
+    });
+  });
+}
+
+export interface Service extends Started {
+  url: string;
+  localSandboxUrl: string | null;
+  key: string;
+  api(path: string, init?: { method?: string; json?: unknown; key?: string | null }): Promise<Response>;
+  close(): Promise<void>;
+}
+
+export async function startService(env: NodeJS.ProcessEnv = {}): Promise<Service> {
+  const dir = mkdtempSync(join(tmpdir(), "multishot-e2e-"));
+  const port = await freePort();
+  const key = "e2e-dev-key";
+  const p = await startProcess(["scripts/start.ts"], /multishot ready at (http:\/\/127\.0\.0\.1:\d+)/, {
+    env: {
+      PORT: String(port),
+      MULTISHOT_DEV_API_KEY: key,
+      MULTISHOT_STATE_DIR: join(dir, "state"),
+      LOCAL_SANDBOX_ROOT: join(dir, "sandboxes"),
+      ...env,
+    },
+    timeoutMs: 90_000,
+  });
+  const url = p.match[1]!;
+  const localSandboxUrl = /local sandbox server at (http:\/\/127\.0\.0\.1:\d+)/.exec(p.output())?.[1] ?? null;
+  const api: Service["api"] = (path, init = {}) => {
+    const headers: Record<string, string> = {};
+    const k = init.key === undefined ? key : init.key;
+    if (k) headers.authorization = `Bearer ${k}`;
+    if (init.json !== undefined) headers["content-type"] = "application/json";
+    return fetch(`${url}${path}`, {
+      method: init.method ?? "GET",
+      headers,
+      ...(init.json !== undefined ? { body: JSON.stringify(init.json) } : {}),
+    });
+  };
+  return {
+    ...p,
+    url,
+    localSandboxUrl,
+    key,
+    api,
+    async close() {
+      await p.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

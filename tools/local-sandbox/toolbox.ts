@@ -1,0 +1,228 @@
+// The toolbox, `/toolbox/<sandboxId>/...`: what Daytona's in-sandbox daemon answers. This module has
+// the info and process routes (execute, sessions, command logs and their WebSocket stream); files.ts
+// has the file routes.
+import type { IncomingMessage } from 'node:http';
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { Duplex } from 'node:stream';
+import type { WebSocketServer } from 'ws';
+import type { App, Req } from './context.ts';
+import { count, failRequest, sleep } from './context.ts';
+import { registerFileRoutes } from './files.ts';
+import { DaytonaHttpError, Router, daemonError, dispatch, optionalInt, optionalStringRecord, readJson, sendEmpty, sendJson } from './http-util.ts';
+import { BASH, exitCodeOf, killGroup, spawnShell } from './proc.ts';
+import type { LocalSandbox } from './sandboxes.ts';
+import { HANG_COMMAND } from './sessions.ts';
+import type { Session, SessionCommand, StreamFd } from './sessions.ts';
+
+export interface ToolboxReq extends Req {
+  readonly sandbox: LocalSandbox;
+}
+
+const router = new Router<ToolboxReq>();
+
+router.on('GET', '/work-dir', (r) => sendJson(r.res, 200, { dir: r.sandbox.workDir }));
+router.on('GET', '/user-home-dir', (r) => sendJson(r.res, 200, { dir: r.sandbox.homeDir }));
+router.on('GET', '/version', (r) => sendJson(r.res, 200, { version: 'local-sandbox' }));
+
+/** Combined output kept for one `execute` answer; a runaway command keeps only its last bytes. */
+const MAX_EXECUTE_OUTPUT = 32 * 1024 * 1024;
+
+router.on('POST', '/process/execute', async (r) => {
+  const body = await readJson(r.req);
+  if (typeof body.command !== 'string' || !body.command.trim()) throw new DaytonaHttpError(400, 'command is required');
+  const command = body.command;
+  const envs = optionalStringRecord(body.envs, 'envs');
+  const timeout = optionalInt(body.timeout, 'timeout', 0) ?? 0;
+  const cwd = typeof body.cwd === 'string' && body.cwd ? await existingDir(r.sandbox, body.cwd) : r.sandbox.workDir;
+  const hang = r.app.faults.takeHang(command);
+
+  // As Daytona's daemon: the command goes verbatim to a shell's stdin, in its own process group.
+  // `exec 2>&1` first so stdout and stderr share one pipe and keep their true order.
+  const child = spawnShell(['-c', `exec 2>&1; exec ${BASH}`], { cwd, env: r.sandbox.processEnv(envs), stdio: ['pipe', 'pipe', 'ignore'] });
+  r.sandbox.adopt(child);
+  const endWork = r.sandbox.beginWork();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  child.stdout?.on('data', (b: Buffer) => {
+    chunks.push(b);
+    size += b.length;
+    while (size > MAX_EXECUTE_OUTPUT && chunks.length > 1) size -= chunks.shift()!.length;
+  });
+  child.stdin?.on('error', () => undefined);
+  child.stdin?.end(`${hang ? HANG_COMMAND : command}\n`);
+
+  let timedOut = false;
+  const onTimeout = (): void => {
+    timedOut = true;
+    killGroup(child.pid); // the whole group: background children of the command die too
+  };
+  const timer = timeout > 0 ? setTimeout(onTimeout, timeout * 1000) : undefined;
+  const exit = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+    child.once('error', () => resolve({ code: 127, signal: null }));
+  });
+  if (timer) clearTimeout(timer);
+  endWork();
+  // A background process may hold the pipe open for ever: give the rest of the output a moment only.
+  await new Promise<void>((resolve) => {
+    if (!child.stdout || child.stdout.readableEnded || child.stdout.destroyed) return resolve();
+    const t = setTimeout(() => {
+      child.stdout?.destroy();
+      resolve();
+    }, 200);
+    child.stdout.once('close', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+  if (timedOut) throw daemonError(408, `command execution timeout after ${timeout}s`, 'PROCESS_EXECUTION_TIMEOUT');
+  sendJson(r.res, 200, { exitCode: exitCodeOf(exit.code, exit.signal), result: Buffer.concat(chunks).toString('utf8') });
+});
+
+async function existingDir(sb: LocalSandbox, dir: string): Promise<string> {
+  const abs = path.resolve(sb.workDir, dir.replace(/^~(?=\/|$)/, sb.homeDir));
+  const st = await stat(abs).catch(() => undefined);
+  if (!st?.isDirectory()) throw daemonError(400, `cwd ${dir} is not a directory`, 'INVALID_FILE_PATH');
+  return abs;
+}
+
+function commandDto(c: SessionCommand): Record<string, unknown> {
+  return c.done ? { id: c.id, command: c.command, exitCode: c.exitCode } : { id: c.id, command: c.command };
+}
+
+function sessionDto(s: Session): Record<string, unknown> {
+  return { sessionId: s.id, commands: s.list().map(commandDto) };
+}
+
+router.on('POST', '/process/session', async (r) => {
+  const body = await readJson(r.req);
+  if (typeof body.sessionId !== 'string' || !body.sessionId) throw new DaytonaHttpError(400, 'sessionId is required');
+  r.sandbox.createSession(body.sessionId);
+  sendEmpty(r.res, 201);
+});
+
+router.on('GET', '/process/session', (r) => {
+  sendJson(r.res, 200, [...r.sandbox.sessions.values()].map(sessionDto));
+});
+
+router.on('GET', '/process/session/:sid', (r, p) => sendJson(r.res, 200, sessionDto(r.sandbox.session(p.sid!))));
+
+router.on('DELETE', '/process/session/:sid', (r, p) => {
+  const s = r.sandbox.session(p.sid!);
+  s.kill();
+  r.sandbox.sessions.delete(s.id);
+  sendEmpty(r.res, 204);
+});
+
+router.on('POST', '/process/session/:sid/exec', async (r, p) => {
+  const body = await readJson(r.req);
+  const s = r.sandbox.session(p.sid!);
+  if (typeof body.command !== 'string' || !body.command.trim()) throw new DaytonaHttpError(400, 'command is required');
+  if (s.ended) throw daemonError(410, `session ${s.id} has ended`, 'SESSION_ENDED');
+  const cmd = s.exec(body.command, { hang: r.app.faults.takeHang(body.command) });
+  if (body.runAsync === true || body.async === true) {
+    sendJson(r.res, 202, { cmdId: cmd.id });
+    return;
+  }
+  if (!cmd.done) await new Promise((resolve) => cmd.once('exit', resolve));
+  const logs = await cmd.logs();
+  sendJson(r.res, 200, { cmdId: cmd.id, ...logs, exitCode: cmd.exitCode });
+});
+
+function command(r: ToolboxReq, sid: string, cid: string): SessionCommand {
+  const cmd = r.sandbox.session(sid).get(cid);
+  if (!cmd) throw daemonError(404, `command ${cid} not found`, 'PROCESS_NOT_FOUND');
+  return cmd;
+}
+
+router.on('GET', '/process/session/:sid/command/:cid', (r, p) => sendJson(r.res, 200, commandDto(command(r, p.sid!, p.cid!))));
+
+router.on('GET', '/process/session/:sid/command/:cid/logs', async (r, p) => {
+  const cmd = command(r, p.sid!, p.cid!);
+  if (r.url.searchParams.get('follow') !== 'true') {
+    sendJson(r.res, 200, await cmd.logs());
+    return;
+  }
+  // Plain-HTTP follow: the combined output as text, until the command ends.
+  r.res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
+  let closed = false;
+  r.res.on('close', () => (closed = true));
+  await cmd.follow((_fd, data) => void r.res.write(data), () => closed);
+  r.res.end();
+});
+
+registerFileRoutes(router);
+
+/** Daytona's log framing: each frame starts with a 3-byte marker saying which stream it carries. */
+const MARKERS: Record<StreamFd, Buffer> = { 1: Buffer.from([1, 1, 1]), 2: Buffer.from([2, 2, 2]) };
+
+/** Finds the sandbox of a `/toolbox/<id>/...` request, refusing one that is gone or not running. */
+export function toolboxSandbox(app: App, id: string): LocalSandbox {
+  const sb = app.store.findById(id);
+  if (!sb) throw new DaytonaHttpError(404, `Sandbox with ID ${id} not found`);
+  if (sb.state !== 'started') throw new DaytonaHttpError(400, `Sandbox is not running (state: ${sb.state})`);
+  return sb;
+}
+
+export async function handleToolbox(r: Req, sandboxId: string, rest: string): Promise<void> {
+  const sandbox = toolboxSandbox(r.app, sandboxId);
+  sandbox.touch();
+  const delay = r.app.faults.delay('toolbox');
+  if (delay) await sleep(delay);
+  const fault = r.app.faults.takeToolboxFailure(rest);
+  if (fault) {
+    count(r.app.counters.toolbox, `${r.req.method ?? 'GET'} (fault)`);
+    return failRequest(r, fault);
+  }
+  const tr: ToolboxReq = { ...r, sandbox };
+  const name = await dispatch(router, r.req.method ?? 'GET', rest, r.res, tr);
+  count(r.app.counters.toolbox, name);
+}
+
+const LOGS_WS = /^\/process\/session\/([^/]+)\/command\/([^/]+)\/logs$/;
+
+/** `.../command/<cid>/logs?follow=true` as a WebSocket: replay, then follow, binary frames with
+ * stream markers, close 1000 when the command has ended and every byte was sent. */
+export function handleToolboxUpgrade(
+  app: App,
+  wss: WebSocketServer,
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  sandboxId: string,
+  rest: string,
+): void {
+  const m = LOGS_WS.exec(rest);
+  let cmd: SessionCommand | undefined;
+  let sandbox: LocalSandbox | undefined;
+  try {
+    if (!m) throw new DaytonaHttpError(404, `no WebSocket endpoint at ${rest}`);
+    sandbox = toolboxSandbox(app, sandboxId);
+    const session = sandbox.session(decodeURIComponent(m[1]!));
+    cmd = session.get(decodeURIComponent(m[2]!));
+    if (!cmd) throw daemonError(404, `command ${m[2]!} not found`, 'PROCESS_NOT_FOUND');
+  } catch (err) {
+    const e = err instanceof DaytonaHttpError ? err : new DaytonaHttpError(500, String(err));
+    const body = JSON.stringify(e.body());
+    socket.end(`HTTP/1.1 ${e.statusCode} Error\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    return;
+  }
+  count(app.counters.toolbox, 'WS /process/session/:sid/command/:cid/logs');
+  sandbox.touch();
+  const found = cmd;
+  wss.handleUpgrade(req, socket, head, (ws) => {
+    let closed = false;
+    ws.on('close', () => (closed = true));
+    ws.on('error', () => (closed = true));
+    const send = (fd: StreamFd, data: Buffer): Promise<void> =>
+      new Promise((resolve) => ws.send(Buffer.concat([MARKERS[fd], data]), { binary: true }, () => resolve()));
+    found
+      .follow(send, () => closed)
+      .then(() => {
+        if (!closed) ws.close(1000, 'command exited');
+      })
+      .catch(() => ws.close(1011, 'log stream failed'));
+  });
+}
+
