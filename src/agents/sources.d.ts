@@ -3,3 +3,8 @@ declare module "*.agent.mjs" {
   const source: string;
   export default source;
 }
+
+declare module "*.agent.sh" {
+  const source: string;
+  export default source;
+}

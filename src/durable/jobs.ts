@@ -56,9 +56,13 @@ exit 0
 `;
 }
 
-/** The session command that runs a job; the marker lets a step find a command it started before a crash. */
+/**
+ * The session command that runs a job: the agent under the Node runner (which streams its output),
+ * setup jobs under the bash runner. The marker lets a step find a command it started before a crash.
+ */
 export function jobCommand(job: JobName, jobTry: number, reportUrl: string | null): string {
-  return `node "${MS_DIR}/runner.mjs" "${MS_DIR}/jobs" ${job} ${jobTry} ${shellQuote(reportUrl ?? "-")} # ${jobMarker(job, jobTry)}`;
+  const runner = job === "agent" ? `node "${MS_DIR}/runner.mjs"` : `bash "${MS_DIR}/run-job.sh"`;
+  return `${runner} "${MS_DIR}/jobs" ${job} ${jobTry} ${shellQuote(reportUrl ?? "-")} # ${jobMarker(job, jobTry)}`;
 }
 
 export const jobMarker = (job: JobName, jobTry: number) => `multishot-job:${job}:${jobTry}`;

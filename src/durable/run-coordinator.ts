@@ -10,6 +10,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { AGENTS, MS_DIR } from "../agents/index.ts";
 import runnerSource from "../agents/runner.agent.mjs";
+import jobRunnerSource from "../agents/run-job.agent.sh";
 import { parseAgentLine, type AgentEvent } from "../agents/stream-json.ts";
 import { db, mirrorRunState } from "../db/queries.ts";
 import type { AttemptStatus, RunStatus } from "../db/schema.ts";
@@ -85,6 +86,7 @@ export class RunCoordinator extends DurableObject<Env> {
   /** Timer keys whose handler runs now, and those that were poked while it ran. */
   private readonly inFlight = new Set<string>();
   private readonly poked = new Set<string>();
+  private mirrorChain: Promise<void> = Promise.resolve();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -191,14 +193,23 @@ export class RunCoordinator extends DurableObject<Env> {
    * (work started inside an RPC call belongs to that call's request and may not outlive it).
    */
   override async alarm(): Promise<void> {
+    // Each due key starts as soon as it is due, never waiting for a slower attempt's step to finish.
+    const running = new Map<string, Promise<void>>();
     try {
       for (;;) {
-        const due = this.store.dueKeys(Date.now()).filter((k) => !this.inFlight.has(k));
-        if (due.length === 0) break;
-        await Promise.all(due.map((key) => this.dispatch(key)));
-        await this.mirror();
+        for (const key of this.store.dueKeys(Date.now())) {
+          if (running.has(key) || this.inFlight.has(key)) continue;
+          running.set(
+            key,
+            this.dispatch(key).finally(() => running.delete(key)),
+          );
+        }
+        if (running.size === 0) break;
+        await Promise.race(running.values());
+        void this.mirror();
       }
     } finally {
+      await this.mirror();
       await this.rearm();
     }
   }
@@ -237,7 +248,13 @@ export class RunCoordinator extends DurableObject<Env> {
     else await this.ctx.storage.setAlarm(Math.max(next, Date.now()));
   }
 
-  private async mirror(): Promise<void> {
+  /** Mirrors changed rows to D1; calls queue behind each other so two batches never race. */
+  private mirror(): Promise<void> {
+    this.mirrorChain = this.mirrorChain.then(() => this.mirrorOnce());
+    return this.mirrorChain;
+  }
+
+  private async mirrorOnce(): Promise<void> {
     const changed = this.store.dirty();
     if (!changed.run && changed.rounds.length === 0 && changed.attempts.length === 0) return;
     try {
@@ -363,11 +380,11 @@ export class RunCoordinator extends DurableObject<Env> {
     if (!job || !sandboxId) return this.fail(a, `no job for ${a.status}`);
     const key = attemptKey(a.round, a.number);
 
-    if (a.job !== job) return this.startJob(a, job, sandboxId);
+    if (a.job !== job || !a.cmdId) return this.startJob(a, job, sandboxId);
 
     const reported = this.store.reportedExit(a.round, a.number, job, a.jobTry);
     const exitCode =
-      reported?.exitCode ?? (await this.sandboxes.commandExitCode(sandboxId, SESSION, a.cmdId ?? ""));
+      reported?.exitCode ?? (await this.sandboxes.commandExitCode(sandboxId, SESSION, a.cmdId));
     if (exitCode === undefined) {
       this.store.schedule(key, Date.now() + retryPolicy(this.env).pollMs);
       return;
@@ -378,24 +395,37 @@ export class RunCoordinator extends DurableObject<Env> {
 
   private async startJob(a: AttemptState, job: JobName, sandboxId: string): Promise<void> {
     const run = this.requireRun();
-    const homeDir = a.homeDir ?? (await this.homeDir(sandboxId));
-    const files = [
-      { path: ".multishot/runner.mjs", content: runnerSource },
-      { path: `.multishot/jobs/${job}.sh`, content: this.jobScript(run.request, a, job) },
-      ...(job === "install" ? AGENTS[run.request.agent].files() : []),
-      ...(job === "agent" ? [{ path: ".multishot/prompt.txt", content: this.promptFor(a) }] : []),
-    ];
-    for (const f of files) await this.sandboxes.upload(sandboxId, `${homeDir}/${f.path}`, f.content);
+    let homeDir = a.homeDir;
+    if (job === "install" || !homeDir) {
+      // Everything the attempt will need goes up once, in one request, before its first job.
+      homeDir ??= await this.homeDir(sandboxId);
+      const files = [
+        { path: ".multishot/runner.mjs", content: runnerSource },
+        { path: ".multishot/run-job.sh", content: jobRunnerSource },
+        { path: ".multishot/prompt.txt", content: this.promptFor(a) },
+        ...(["install", "seed", "agent", "collect"] as const).map((j) => ({
+          path: `.multishot/jobs/${j}.sh`,
+          content: this.jobScript(run.request, a, j),
+        })),
+        ...AGENTS[run.request.agent].files(),
+      ];
+      await this.sandboxes.uploadFiles(sandboxId, files.map((f) => ({ path: `${homeDir}/${f.path}`, content: f.content })));
+    }
 
-    // A command started before a crash is found by its marker instead of being started twice.
-    const marker = jobMarker(job, a.jobTry);
-    const existing = await this.sandboxes.findCommand(sandboxId, SESSION, marker);
+    // "Starting" is written down before the command is, so that a step repeated after a crash looks
+    // for the command it may have started (by its marker) instead of starting it twice.
+    let current: AttemptState | null = a;
+    if (a.job !== job) {
+      current = this.commit(a, { job, cmdId: null, homeDir, jobStartedAt: null, jobExitCode: null });
+      if (!current) return;
+    }
+    const existing = a.job === job ? await this.sandboxes.findCommand(sandboxId, SESSION, jobMarker(job, a.jobTry)) : null;
     const report = await ingestUrl(this.env, run.id, a.round, a.number);
     const cmdId = existing?.cmdId ?? (await this.sandboxes.startCommand(sandboxId, SESSION, jobCommand(job, a.jobTry, report)));
 
     const minutes = job === "agent" ? (run.request.limits?.attemptMinutes ?? DEFAULT_ATTEMPT_MINUTES) : SETUP_JOB_MINUTES;
     const now = Date.now();
-    const started = this.commit(a, { job, cmdId, homeDir, jobStartedAt: now, jobExitCode: null, deadlineAt: now + minutes * 60_000 });
+    const started = this.commit(current, { cmdId, jobStartedAt: now, deadlineAt: now + minutes * 60_000 });
     if (!started) return;
     this.event(a.round, a.number, "job.started", { job, try: a.jobTry });
     this.store.schedule(deadlineKey(a.round, a.number), now + minutes * 60_000);
@@ -436,12 +466,16 @@ export class RunCoordinator extends DurableObject<Env> {
   /** Reads the diff, the verify result and the agent log, stores patch and log in R2, and ends the attempt. */
   private async collectResult(a: AttemptState, sandboxId: string): Promise<void> {
     const run = this.requireRun();
-    const sep = "@@multishot@@";
+    // One round trip for everything: numstat, verify exit and tail, the patch, the agent's log.
+    const sep = `@@multishot-${crypto.randomUUID()}@@`;
     const res = await this.sandboxes.exec(
       sandboxId,
-      `cd "${MS_DIR}" && cat diff.numstat; echo ${sep}; cat verify.exit 2>/dev/null; echo ${sep}; tail -c 4000 verify.out 2>/dev/null`,
+      `cd "${MS_DIR}" && cat diff.numstat; echo ${sep}; cat verify.exit 2>/dev/null; echo ${sep}; ` +
+        `tail -c 4000 verify.out 2>/dev/null; echo ${sep}; head -c ${MAX_ARTIFACT_BYTES} diff.patch; echo ${sep}; ` +
+        `head -c ${MAX_ARTIFACT_BYTES} jobs/agent.out`,
+      120,
     );
-    const [numstat = "", verifyExit = "", verifyTail = ""] = res.output.split(`${sep}\n`);
+    const [numstat = "", verifyExit = "", verifyTail = "", patch = "", log = ""] = res.output.split(`${sep}\n`);
     const diffStats = parseNumstat(numstat);
     const verify: VerifyResult | null =
       run.request.verify && verifyExit.trim() !== ""
@@ -454,10 +488,10 @@ export class RunCoordinator extends DurableObject<Env> {
         : null;
 
     const prefix = `runs/${run.id}/rounds/${a.round}/attempts/${a.number}`;
-    const patch = await this.sandboxes.exec(sandboxId, `head -c ${MAX_ARTIFACT_BYTES} "${MS_DIR}/diff.patch"`, 120);
-    await this.env.ARTIFACTS.put(`${prefix}/diff.patch`, patch.output, { httpMetadata: { contentType: "text/x-diff" } });
-    const log = await this.sandboxes.exec(sandboxId, `head -c ${MAX_ARTIFACT_BYTES} "${MS_DIR}/jobs/agent.out"`, 120);
-    await this.env.ARTIFACTS.put(`${prefix}/agent.log`, log.output, { httpMetadata: { contentType: "application/x-ndjson" } });
+    await Promise.all([
+      this.env.ARTIFACTS.put(`${prefix}/diff.patch`, patch, { httpMetadata: { contentType: "text/x-diff" } }),
+      this.env.ARTIFACTS.put(`${prefix}/agent.log`, log, { httpMetadata: { contentType: "application/x-ndjson" } }),
+    ]);
 
     const summary = this.agentSummary(a);
     const done = this.commit(a, { status: "done", diffStats, verify, summary, deadlineAt: null });
@@ -612,9 +646,8 @@ export class RunCoordinator extends DurableObject<Env> {
   }
 
   private async homeDir(sandboxId: string): Promise<string> {
-    const res = await this.sandboxes.exec(sandboxId, `printf %s "$HOME"`);
-    const dir = res.output.trim();
-    if (res.exitCode !== 0 || !dir.startsWith("/")) throw new Error(`cannot read the sandbox's home directory: ${dir}`);
+    const dir = await this.sandboxes.homeDir(sandboxId);
+    if (!dir?.startsWith("/")) throw new Error(`the sandbox gave no usable home directory (${dir})`);
     return dir;
   }
 

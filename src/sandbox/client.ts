@@ -1,6 +1,6 @@
 // Every Daytona call multishot makes goes through this module (the only importer of @daytonaio/sdk).
 // It speaks to real Daytona, or locally and in tests to the project's Daytona-compatible sandbox server.
-import { Daytona, type Sandbox } from "@daytonaio/sdk";
+import { Daytona, DaytonaConflictError, DaytonaNotFoundError, type Sandbox } from "@daytonaio/sdk";
 import type { Env } from "../env.ts";
 import { isSandboxGone } from "./errors.ts";
 
@@ -103,21 +103,33 @@ export class Sandboxes {
     return { exitCode: res.exitCode, output: res.result ?? "" };
   }
 
-  async upload(id: string, path: string, content: string): Promise<void> {
-    const sandbox = await this.get(id);
-    await sandbox.fs.uploadFile(Buffer.from(content, "utf8"), path);
+  async homeDir(id: string): Promise<string | undefined> {
+    return (await this.get(id)).getUserHomeDir();
   }
 
-  /** Starts a long command in the named session (created if needed) and returns its command id at once. */
+  /** Small text files, in one request. Large files never go this way (the SDK holds them in memory). */
+  async uploadFiles(id: string, files: { path: string; content: string }[]): Promise<void> {
+    const sandbox = await this.get(id);
+    await sandbox.fs.uploadFiles(files.map((f) => ({ source: Buffer.from(f.content, "utf8"), destination: f.path })));
+  }
+
+  /** Starts a long command in the named session (created when missing) and returns its command id at once. */
   async startCommand(id: string, sessionId: string, command: string): Promise<string> {
     const sandbox = await this.get(id);
+    const exec = () => sandbox.process.executeSessionCommand(sessionId, { command, runAsync: true });
+    let res;
     try {
-      await sandbox.process.createSession(sessionId);
+      res = await exec();
     } catch (err) {
-      // 409: the session exists already (a step that is run again after a crash).
-      if (!(err instanceof Error && "statusCode" in err && (err as { statusCode?: number }).statusCode === 409)) throw err;
+      if (!(err instanceof DaytonaNotFoundError)) throw err;
+      try {
+        await sandbox.process.createSession(sessionId);
+      } catch (createErr) {
+        // Someone created it in between: fine.
+        if (!(createErr instanceof DaytonaConflictError)) throw createErr;
+      }
+      res = await exec();
     }
-    const res = await sandbox.process.executeSessionCommand(sessionId, { command, runAsync: true });
     if (!res.cmdId) throw new Error("the sandbox returned no command id");
     return res.cmdId;
   }

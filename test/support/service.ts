@@ -20,6 +20,8 @@ export async function freePort(): Promise<number> {
 export interface Service extends Started {
   url: string;
   localSandboxUrl: string | null;
+  /** Where the local sandbox server keeps each sandbox's folder. */
+  sandboxRoot: string;
   key: string;
   api(path: string, init?: { method?: string; json?: unknown; key?: string | null }): Promise<Response>;
   close(): Promise<void>;
@@ -29,12 +31,13 @@ export async function startService(env: NodeJS.ProcessEnv = {}): Promise<Service
   const dir = mkdtempSync(join(tmpdir(), "multishot-e2e-"));
   const port = await freePort();
   const key = "e2e-dev-key";
+  const sandboxRoot = join(dir, "sandboxes");
   const p = await startProcess(["scripts/start.ts"], /multishot ready at (http:\/\/127\.0\.0\.1:\d+)/, {
     env: {
       PORT: String(port),
       MULTISHOT_DEV_API_KEY: key,
       MULTISHOT_STATE_DIR: join(dir, "state"),
-      LOCAL_SANDBOX_ROOT: join(dir, "sandboxes"),
+      LOCAL_SANDBOX_ROOT: sandboxRoot,
       ...env,
     },
     timeoutMs: 90_000,
@@ -56,6 +59,7 @@ export async function startService(env: NodeJS.ProcessEnv = {}): Promise<Service
     ...p,
     url,
     localSandboxUrl,
+    sandboxRoot,
     key,
     api,
     async close() {

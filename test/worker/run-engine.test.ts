@@ -103,6 +103,19 @@ describe("a run", () => {
     for (const r of [id, id2]) await api(`/api/runs/${r}/cancel`, { method: "POST" });
   });
 
+  it("adopts a sandbox whose create answer was lost, instead of making a second one", async () => {
+    await injectFaults({ createFailures: { count: 1, mode: "lost" } });
+    const id = await startRun({ prompt: "lost answer", attempts: 1, agent: "demo" });
+    const run = await waitForRun(id, settled);
+    const a = run.rounds[0]!.attempts[0]!;
+    expect(a.status).toBe("done");
+    const sandboxes = await liveSandboxes(id);
+    expect(sandboxes.map((s) => s.id)).toEqual([a.sandboxId]);
+    const { events } = (await (await api(`/api/runs/${id}/events`)).json()) as { events: { type: string; data: { sandboxId?: string } }[] };
+    expect(events.find((e) => e.type === "sandbox.adopted")?.data.sandboxId).toBe(a.sandboxId);
+    await api(`/api/runs/${id}/cancel`, { method: "POST" });
+  });
+
   it("fails fast, without retries, on a fault that will not pass", async () => {
     await injectFaults({ createFailures: { count: 1, mode: "400" } });
     const id = await startRun({ prompt: "forbidden", attempts: 1, agent: "demo" });
