@@ -29,6 +29,7 @@ const PASSED_THROUGH = [
   "RETRY_CAP_MS",
   "RETRY_LIMIT",
   "POLL_INTERVAL_MS",
+  "UPLOAD_PART_BYTES",
 ] as const;
 
 const root = resolve(import.meta.dirname, "..");

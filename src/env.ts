@@ -35,6 +35,8 @@ export interface Env {
   RETRY_CAP_MS?: string;
   RETRY_LIMIT?: string;
   POLL_INTERVAL_MS?: string;
+  /** Bytes per part of a winner's tarball upload (min 5 MiB). */
+  UPLOAD_PART_BYTES?: string;
 }
 
 /** Local mode: no Daytona credentials, so the Worker talks to the local sandbox server. */

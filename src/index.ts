@@ -5,15 +5,19 @@ import { errorBody, handleError } from "./errors.ts";
 import type { AppEnv } from "./routes/app-types.ts";
 import { health } from "./routes/health.ts";
 import { ingest } from "./routes/ingest.ts";
+import { rounds } from "./routes/rounds.ts";
 import { runs } from "./routes/runs.ts";
+import { transfer } from "./routes/transfer.ts";
 import { sweepSandboxes } from "./sweep.ts";
 
 export { RunCoordinator } from "./durable/run-coordinator.ts";
 
 export const app = new Hono<AppEnv>()
   .route("/", health)
+  .route("/api/runs", rounds)
   .route("/api/runs", runs)
   .route("/ingest", ingest)
+  .route("/", transfer)
   .notFound((c) => c.json(errorBody("not_found", `no route for ${c.req.method} ${new URL(c.req.url).pathname}`), 404))
   .onError(handleError);
 

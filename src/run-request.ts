@@ -6,6 +6,7 @@ export const AGENTS = ["claude-code", "demo"] as const;
 export type AgentKind = (typeof AGENTS)[number];
 
 export const MAX_PROMPT_CHARS = 100_000;
+export const DEFAULT_EXCLUDES = ["node_modules", ".venv", "venv", "__pycache__", ".next/cache", ".turbo"] as const;
 
 const variation = z.strictObject({
   model: z.string().min(1).max(200).optional(),
@@ -37,6 +38,13 @@ export const runRequestSchema = z
     variations: z.array(variation).min(1).max(8).optional(),
     base: base.optional(),
     verify: z.string().min(1).max(2_000).optional(),
+    /** Left out of the winner's tarball (tar --exclude patterns); .git is always kept. */
+    excludes: z
+      .array(z.string().min(1).max(200).regex(/^[^'"\\\n\r`$]+$/, "no quotes, backslashes, backticks or $"))
+      .max(50)
+      .default([...DEFAULT_EXCLUDES]),
+    /** "manual": a person picks; "first-verified": the first attempt whose verify command passes wins. */
+    winner: z.enum(["manual", "first-verified"]).default("manual"),
     limits: z
       .strictObject({
         attemptMinutes: z.number().positive().min(0.05).max(24 * 60).optional(),
@@ -45,6 +53,9 @@ export const runRequestSchema = z
       .optional(),
   })
   .superRefine((r, ctx) => {
+    if (r.winner === "first-verified" && !r.verify) {
+      ctx.addIssue({ code: "custom", path: ["winner"], message: 'winner "first-verified" needs a verify command' });
+    }
     if (r.variations && r.variations.length !== r.attempts) {
       ctx.addIssue({
         code: "custom",
@@ -66,3 +77,20 @@ export function attemptInstructions(req: RunRequest, attempt: number): { prompt:
   const model = v?.model ?? req.model;
   return model ? { prompt, model } : { prompt };
 }
+
+/** The next round: a new prompt for N fresh attempts seeded from a winner (the newest by default). */
+export const roundRequestSchema = z
+  .strictObject({
+    prompt: z.string().trim().min(1, "prompt must not be empty").max(MAX_PROMPT_CHARS),
+    attempts: z.number().int().min(1).max(8).optional(),
+    variations: z.array(variation).min(1).max(8).optional(),
+    from: z.number().int().min(1).optional(),
+  })
+  .superRefine((r, ctx) => {
+    if (r.variations && r.attempts !== undefined && r.variations.length !== r.attempts) {
+      ctx.addIssue({ code: "custom", path: ["variations"], message: `variations must have one entry per attempt (${r.attempts})` });
+    }
+  });
+export type RoundRequest = z.output<typeof roundRequestSchema>;
+
+export const winnerRequestSchema = z.strictObject({ attempt: z.number().int().min(1).max(8) });

@@ -8,7 +8,11 @@
 //   [hang]            prints init, then never ends
 //   [network-error]   ends with a transient "Connection error" result, exit code 1
 //   [slow:<ms>]       waits that long between turns
-import { mkdirSync, writeFileSync } from "node:fs";
+// and others shape what it writes:
+//   [fixtures]        also writes what a workspace tarball must carry faithfully: a binary file, an
+//                     executable, a symlink, an empty directory, a non-ASCII name, and node_modules
+//   [add-only]        writes one new file, added-r<round>-a<attempt>.txt, and nothing else
+import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 
 const VERSION = "1.0.0 (multishot demo agent)";
@@ -100,6 +104,13 @@ if (prompt.includes("[hang]")) {
   await new Promise(() => {});
 }
 
+if (prompt.includes("[add-only]")) {
+  const round = Number(process.env.MULTISHOT_ROUND ?? 1);
+  await writeFileTurn(`added-r${round}-a${attempt}.txt`, `round ${round}, attempt ${attempt}\n`);
+  result("success", `Attempt ${attempt} added one file.`, false);
+  process.exit(0);
+}
+
 turns++;
 emit({
   type: "assistant",
@@ -139,6 +150,19 @@ await writeFileTurn(
   "package.json",
   JSON.stringify({ name: `demo-attempt-${attempt}`, private: true, scripts: { start: "node server.js" } }, null, 2) + "\n",
 );
+
+if (prompt.includes("[fixtures]")) {
+  turns++;
+  writeFileSync(join(cwd, "logo.bin"), Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 7 + attempt) % 256)));
+  writeFileSync(join(cwd, "run.sh"), `#!/bin/sh\necho attempt ${attempt}\n`);
+  chmodSync(join(cwd, "run.sh"), 0o755);
+  symlinkSync("index.html", join(cwd, "home.html"));
+  mkdirSync(join(cwd, "empty", "nested"), { recursive: true });
+  mkdirSync(join(cwd, "données"), { recursive: true });
+  writeFileSync(join(cwd, "données", "café ☕ ü.txt"), `ça marche, attempt ${attempt}\n`);
+  mkdirSync(join(cwd, "node_modules", "left-pad"), { recursive: true });
+  writeFileSync(join(cwd, "node_modules", "left-pad", "index.js"), "module.exports = (s) => s;\n");
+}
 
 if (prompt.includes("[fail]")) {
   result("error_during_execution", "I could not finish: the task asked me to fail.", true);

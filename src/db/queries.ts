@@ -1,5 +1,5 @@
 // Every D1 read and write multishot makes. Queries are typed from ./schema.ts.
-import { and, desc, eq, lt, or, sql } from "drizzle-orm";
+import { and, desc, eq, lt, or } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import type { AttemptState, RoundState, RunState } from "../durable/store.ts";
 import { accounts, apiKeys, attempts, rounds, runs, type RunStatus } from "./schema.ts";
@@ -103,14 +103,21 @@ export async function mirrorRunState(
     );
   }
   for (const r of m.rounds) {
+    const row = {
+      status: r.status,
+      winnerAttempt: r.winnerAttempt,
+      winnerStatus: r.winnerStatus,
+      winnerError: r.winnerError,
+      tarballKey: r.tarball?.key ?? null,
+      tarballSize: r.tarball?.size ?? null,
+      tarballSha256: r.tarball?.sha256 ?? null,
+      finishedAt: r.finishedAt,
+    };
     statements.push(
       d
         .insert(rounds)
-        .values({ runId, ...r })
-        .onConflictDoUpdate({
-          target: [rounds.runId, rounds.number],
-          set: { status: r.status, winnerAttempt: r.winnerAttempt, finishedAt: r.finishedAt },
-        }),
+        .values({ runId, number: r.number, prompt: r.prompt, fromRound: r.fromRound, createdAt: r.createdAt, ...row })
+        .onConflictDoUpdate({ target: [rounds.runId, rounds.number], set: row }),
     );
   }
   for (const a of m.attempts) {
@@ -135,10 +142,4 @@ export async function mirrorRunState(
   }
   const [first, ...rest] = statements;
   if (first) await d.batch([first, ...rest]);
-}
-
-export async function countRows(d: Db): Promise<{ runs: number; attempts: number }> {
-  const r = await d.select({ n: sql<number>`count(*)` }).from(runs).get();
-  const a = await d.select({ n: sql<number>`count(*)` }).from(attempts).get();
-  return { runs: r?.n ?? 0, attempts: a?.n ?? 0 };
 }

@@ -58,6 +58,7 @@ export const runs = sqliteTable(
 );
 
 export type RoundStatus = "running" | "finished" | "cancelled";
+export type WinnerStatus = "packing" | "stored" | "failed";
 
 export const rounds = sqliteTable(
   "rounds",
@@ -71,6 +72,13 @@ export const rounds = sqliteTable(
     /** The round whose winner this round starts from; null for the first round. */
     fromRound: integer("from_round"),
     winnerAttempt: integer("winner_attempt"),
+    /** packing -> stored, or failed (the pick can then be made again). */
+    winnerStatus: text("winner_status").$type<WinnerStatus>(),
+    winnerError: text("winner_error"),
+    /** The winner's workspace tarball in R2: key, byte size and SHA-256 (hex), once stored. */
+    tarballKey: text("tarball_key"),
+    tarballSize: integer("tarball_size"),
+    tarballSha256: text("tarball_sha256"),
     createdAt: createdAt(),
     finishedAt: integer("finished_at", { mode: "number" }),
   },

@@ -10,23 +10,75 @@ export const EXIT_TRANSIENT = 75;
 
 const GIT_ID = `-c user.name=multishot -c user.email=multishot@users.noreply.local`;
 
-export function seedScript(req: RunRequest): string {
-  const clone =
-    req.base && "git" in req.base
-      ? `git clone --quiet ${shellQuote(req.base.git)} . 2>&1 || { echo "git clone failed"; exit 1; }
-${req.base.ref ? `git -c advice.detachedHead=false checkout --quiet ${shellQuote(req.base.ref)} || { echo "no such ref: ${req.base.ref.replace(/[^A-Za-z0-9._\/-]/g, "")}"; exit 1; }` : ""}`
-      : "";
+/** Where a round's workspace starts: the run's base (empty or a git clone), or an earlier round's winner. */
+export type SeedSource =
+  | { kind: "run-base" }
+  | { kind: "winner"; url: string; sha256: string; fromRound: number; winnerAttempt: number };
+
+export function seedScript(req: RunRequest, round: number, source: SeedSource): string {
+  let fill = "";
+  if (source.kind === "winner") {
+    // Streamed from R2 straight into tar; the bytes are hashed on the way and checked against the
+    // SHA-256 recorded when the winner was packed.
+    fill = `exec 3> >(sha256sum | cut -d' ' -f1 > "${MS_DIR}/base.sha256")
+hashpid=$!
+curl -fsS --retry 3 --retry-delay 1 ${shellQuote(source.url)} | tee /dev/fd/3 | tar -xzf - --no-same-owner -C "${WORKSPACE}"
+exec 3>&-
+wait "$hashpid" 2>/dev/null || true
+got=$(cat "${MS_DIR}/base.sha256")
+if [ "$got" != "${source.sha256}" ]; then echo "the winner's tarball is corrupt: sha256 $got, expected ${source.sha256}"; exit 1; fi
+echo "seeded from round ${source.fromRound}'s winner (attempt ${source.winnerAttempt}), sha256 $got"`;
+  } else if (req.base && "git" in req.base) {
+    fill = `git clone --quiet ${shellQuote(req.base.git)} . 2>&1 || { echo "git clone failed"; exit 1; }
+${req.base.ref ? `git -c advice.detachedHead=false checkout --quiet ${shellQuote(req.base.ref)} || { echo "no such ref"; exit 1; }` : ""}`;
+  }
+  const message =
+    source.kind === "winner"
+      ? `multishot: round ${round} base (winner of round ${source.fromRound}, attempt ${source.winnerAttempt})`
+      : `multishot: round ${round} base`;
   return `set -euo pipefail
+# Emptied, not removed: the session's shell may be sitting in it.
 mkdir -p "${WORKSPACE}"
 cd "${WORKSPACE}"
-if [ ! -d .git ]; then
-${clone || "  true"}
-fi
+find . -mindepth 1 -delete
+${fill}
 [ -d .git ] || git init --quiet
 git add -A
-git ${GIT_ID} commit --quiet --allow-empty -m "multishot: round base"
+git ${GIT_ID} commit --quiet --allow-empty -m ${shellQuote(message)}
 git rev-parse HEAD > "${MS_DIR}/base-commit"
 echo "base $(cat "${MS_DIR}/base-commit")"
+`;
+}
+
+/**
+ * Packs the winner's workspace (.git included, the run's excludes left out), splits it into parts and
+ * PUTs each with its SHA-256 to the signed upload URL, then completes the upload with the whole file's
+ * size and SHA-256. The Worker streams every part into an R2 multipart upload, which becomes visible
+ * only when completed.
+ */
+export function packScript(req: RunRequest, upload: string, partBytes: number): string {
+  const excludes = req.excludes.map((e) => `--exclude=${shellQuote(e)}`).join(" ");
+  return `set -euo pipefail
+out="${MS_DIR}/pack"
+rm -rf "$out"
+mkdir -p "$out"
+tar --create --gzip --file "$out/winner.tar.gz" ${excludes} -C "${WORKSPACE}" .
+size=$(stat -c %s "$out/winner.tar.gz")
+sha=$(sha256sum "$out/winner.tar.gz" | cut -d' ' -f1)
+split --bytes=${partBytes} --numeric-suffixes=1 --suffix-length=5 "$out/winner.tar.gz" "$out/part."
+rm -f "$out/winner.tar.gz"
+n=0
+for f in "$out"/part.*; do
+  n=$((n + 1))
+  psha=$(sha256sum "$f" | cut -d' ' -f1)
+  curl -fsS --retry 3 --retry-delay 1 -m 900 -X PUT -H "x-part-sha256: $psha" -H 'content-type: application/octet-stream' \
+    -T "$f" ${shellQuote(upload)}/parts/$n > /dev/null
+  rm -f "$f"
+done
+curl -fsS --retry 3 --retry-delay 1 -m 300 -X POST -H 'content-type: application/json' \
+  -d '{"parts":'"$n"',"size":'"$size"',"sha256":"'"$sha"'"}' ${shellQuote(upload)}/complete
+echo
+echo "packed $size bytes in $n parts, sha256 $sha"
 `;
 }
 

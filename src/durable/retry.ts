@@ -9,6 +9,8 @@ export interface RetryPolicy {
   limit: number;
   /** How often a running job is polled when no report has come. */
   pollMs: number;
+  /** Size of each part of a winner's tarball upload (R2 wants at least 5 MiB but for the last). */
+  partBytes: number;
 }
 
 const num = (v: string | undefined, fallback: number) => {
@@ -23,6 +25,7 @@ export function retryPolicy(env: Env): RetryPolicy {
     capMs: num(env.RETRY_CAP_MS, 60_000),
     limit: num(env.RETRY_LIMIT, 3),
     pollMs: num(env.POLL_INTERVAL_MS, 15_000),
+    partBytes: Math.max(5 * 1024 * 1024, num(env.UPLOAD_PART_BYTES, 32 * 1024 * 1024)),
   };
 }
 

@@ -15,16 +15,25 @@ import { parseAgentLine, type AgentEvent } from "../agents/stream-json.ts";
 import { db, mirrorRunState } from "../db/queries.ts";
 import type { AttemptStatus, RunStatus } from "../db/schema.ts";
 import type { Env } from "../env.ts";
-import { ingestUrl } from "../ingest-token.ts";
+import { downloadUrl, ingestUrl, uploadUrl } from "../signed-urls.ts";
 import {
   DEFAULT_ATTEMPT_MINUTES,
   DEFAULT_MAX_TURNS,
-  attemptInstructions,
+  type RoundRequest,
   type RunRequest,
 } from "../run-request.ts";
 import { Sandboxes, type SandboxSpec } from "../sandbox/client.ts";
 import { describeSandboxError, isRetryableSandboxError, isSandboxGone } from "../sandbox/errors.ts";
-import { EXIT_TRANSIENT, agentScript, collectScript, jobCommand, jobMarker, seedScript } from "./jobs.ts";
+import {
+  EXIT_TRANSIENT,
+  agentScript,
+  collectScript,
+  jobCommand,
+  jobMarker,
+  packScript,
+  seedScript,
+  type SeedSource,
+} from "./jobs.ts";
 import { backoffMs, retryPolicy } from "./retry.ts";
 import {
   FINAL,
@@ -33,7 +42,9 @@ import {
   type AttemptState,
   type DiffStats,
   type JobName,
+  type RoundState,
   type RunState,
+  type UploadedPart,
   type VerifyResult,
 } from "./store.ts";
 import { toRunView, type RunView } from "./view.ts";
@@ -47,6 +58,10 @@ const SETUP_JOB_MINUTES = 20;
 /** Idle minutes before Daytona stops a sandbox, and minutes stopped before it deletes it. */
 const AUTO_STOP_MINUTES = 15;
 const AUTO_DELETE_MINUTES = 24 * 60;
+/** How long a next round's download URL for its base tarball stays good. */
+const DOWNLOAD_URL_TTL_MS = 6 * 60 * 60_000;
+/** How long a winner's upload URL stays good. */
+const UPLOAD_URL_TTL_MS = 6 * 60 * 60_000;
 /** The most of a patch or log kept in R2 per attempt. */
 const MAX_ARTIFACT_BYTES = 8_000_000;
 
@@ -78,6 +93,7 @@ export interface IngestReport {
 
 const attemptKey = (round: number, n: number) => `attempt:${round}:${n}`;
 const deadlineKey = (round: number, n: number) => `deadline:${round}:${n}`;
+const winnerKey = (round: number) => `winner:${round}`;
 const MIRROR_KEY = "mirror";
 
 export class RunCoordinator extends DurableObject<Env> {
@@ -114,19 +130,13 @@ export class RunCoordinator extends DurableObject<Env> {
         updatedAt: now,
         finishedAt: null,
       });
-      this.store.putRound({
+      this.openRound({
         number: 1,
         prompt: input.request.prompt,
-        status: "running",
         fromRound: null,
-        winnerAttempt: null,
-        createdAt: now,
-        finishedAt: null,
+        attempts: input.request.attempts,
+        variations: input.request.variations ?? null,
       });
-      for (let n = 1; n <= input.request.attempts; n++) {
-        this.store.putAttempt(newAttempt(1, n, now));
-        this.store.schedule(attemptKey(1, n), now);
-      }
       this.event(null, null, "run.created", { attempts: input.request.attempts, agent: input.request.agent });
       await this.mirror();
       await this.rearm();
@@ -168,11 +178,116 @@ export class RunCoordinator extends DurableObject<Env> {
     return this.view();
   }
 
+  // ---------------------------------------------------------------- rounds and winners
+
+  /**
+   * Picks a round's winner: its workspace is packed and streamed to R2 (see packStep), the round's other
+   * sandboxes are given back now, and the winner's once its tarball is safe.
+   */
+  async pickWinner(roundNo: number, attemptNo: number): Promise<Outcome<RunView>> {
+    const round = this.store.getRound(roundNo);
+    if (!round) return refuse(404, "not_found", `round ${roundNo} not found`);
+    const winner = this.store.getAttempt(roundNo, attemptNo);
+    if (!winner) return refuse(404, "not_found", `attempt ${attemptNo} of round ${roundNo} not found`);
+    if (round.winnerAttempt !== null && round.winnerStatus !== "failed") {
+      return refuse(409, "winner_already_picked", `round ${roundNo} already has a winner: attempt ${round.winnerAttempt}`);
+    }
+    if (winner.status !== "done") {
+      return refuse(409, "attempt_not_done", `attempt ${attemptNo} is ${winner.status}, only a done attempt can win`);
+    }
+    if (!winner.sandboxId || winner.cleanupPending) {
+      return refuse(409, "workspace_gone", `attempt ${attemptNo}'s sandbox is gone, so its workspace cannot be packed`);
+    }
+    this.choose(round, winner);
+    await this.afterChange();
+    return { ok: await this.view() };
+  }
+
+  /** The next round: N fresh attempts seeded from a stored winner (the newest round's by default). */
+  async startRound(req: RoundRequest): Promise<Outcome<RunView>> {
+    const run = this.requireRun();
+    const rounds = this.store.getRounds();
+    if (rounds.some((r) => r.status === "running")) {
+      return refuse(409, "round_running", "a round is still running: wait for it to finish or cancel it");
+    }
+    const fromNo = req.from ?? rounds[rounds.length - 1]!.number;
+    const from = this.store.getRound(fromNo);
+    if (!from) return refuse(404, "not_found", `round ${fromNo} not found`);
+    if (from.winnerStatus !== "stored" || !from.tarball) {
+      const why = from.winnerStatus === "packing" ? "is still being packed" : from.winnerStatus === "failed" ? `failed to pack: ${from.winnerError}` : "has not been picked";
+      return refuse(409, "no_winner", `round ${fromNo}'s winner ${why}`);
+    }
+    const attempts = req.attempts ?? req.variations?.length ?? run.request.attempts;
+    if (req.variations && req.variations.length !== attempts) {
+      return refuse(400, "validation_failed", `variations must have one entry per attempt (${attempts})`);
+    }
+    this.openRound({ number: rounds.length + 1, prompt: req.prompt, fromRound: fromNo, attempts, variations: req.variations ?? null });
+    if (run.status !== "running") this.setRunStatus("running", null);
+    await this.afterChange();
+    return { ok: await this.view() };
+  }
+
+  /** Where the upload route puts parts of a winner's tarball, while that packing try is current. */
+  async uploadTarget(roundNo: number, packTry: number): Promise<{ key: string; uploadId: string } | null> {
+    const round = this.store.getRound(roundNo);
+    if (!round || round.winnerStatus !== "packing" || round.pack?.try !== packTry || !round.pack.uploadId) return null;
+    return { key: tarballKey(this.requireRun().id, roundNo), uploadId: round.pack.uploadId };
+  }
+
+  async recordPart(roundNo: number, packTry: number, part: UploadedPart): Promise<boolean> {
+    if (!(await this.uploadTarget(roundNo, packTry))) return false;
+    this.store.recordPart(roundNo, packTry, part);
+    this.event(roundNo, this.store.getRound(roundNo)!.winnerAttempt, "winner.part", { try: packTry, part: part.part, size: part.size });
+    return true;
+  }
+
+  /**
+   * Completes a packing try: every part must have arrived (each was checked against its SHA-256 as it
+   * streamed in) and add up to the size the sandbox measured. Only then does the object exist in R2.
+   */
+  async completeWinner(roundNo: number, packTry: number, claim: { parts: number; size: number; sha256: string }): Promise<Outcome<{ size: number }>> {
+    const target = await this.uploadTarget(roundNo, packTry);
+    if (!target) return refuse(410, "gone", "this upload is not the current one");
+    const parts = this.store.parts(roundNo, packTry);
+    const expected = Array.from({ length: claim.parts }, (_, i) => i + 1);
+    if (parts.length !== claim.parts || !parts.every((p, i) => p.part === expected[i])) {
+      return refuse(409, "parts_missing", `expected parts 1..${claim.parts}, have ${parts.map((p) => p.part).join(",") || "none"}`);
+    }
+    const total = parts.reduce((n, p) => n + p.size, 0);
+    if (total !== claim.size) return refuse(409, "size_mismatch", `parts add up to ${total} bytes, not ${claim.size}`);
+    const object = await this.env.ARTIFACTS.resumeMultipartUpload(target.key, target.uploadId).complete(
+      parts.map((p) => ({ partNumber: p.part, etag: p.etag })),
+    );
+    if (object.size !== claim.size) return refuse(409, "size_mismatch", `R2 holds ${object.size} bytes, not ${claim.size}`);
+    const round = this.store.getRound(roundNo)!;
+    this.putRound({
+      ...round,
+      winnerStatus: "stored",
+      winnerError: null,
+      tarball: { key: target.key, size: claim.size, sha256: claim.sha256 },
+    });
+    this.event(roundNo, round.winnerAttempt, "winner.stored", { size: claim.size, sha256: claim.sha256, parts: claim.parts });
+    // The tarball is safe: the winner's sandbox can go.
+    const winner = this.store.getAttempt(roundNo, round.winnerAttempt!);
+    if (winner) this.release(winner);
+    this.poke(winnerKey(roundNo));
+    await this.afterChange();
+    return { ok: { size: claim.size } };
+  }
+
   /** A report from an attempt's runner: agent output lines, or a job's exit code. */
   async ingest(round: number, n: number, report: IngestReport): Promise<{ accepted: boolean }> {
     const a = this.store.getAttempt(round, n);
-    if (!a || FINAL.has(a.status)) return { accepted: false };
     const now = Date.now();
+    if (report.job === "pack") {
+      const r = this.store.getRound(round);
+      if (!r || r.winnerStatus !== "packing" || r.winnerAttempt !== n || report.kind !== "exit") return { accepted: false };
+      this.store.recordExit(round, n, "pack", report.try, report.exitCode ?? 1, now);
+      this.poke(winnerKey(round));
+      await this.rearm();
+      return { accepted: true };
+    }
+    if (!a || FINAL.has(a.status)) return { accepted: false };
     if (report.kind === "output" && report.job === "agent" && report.try === a.jobTry) {
       this.recordAgentOutput(a, report.lines ?? []);
     } else if (report.kind === "exit" && typeof report.exitCode === "number") {
@@ -223,6 +338,7 @@ export class RunCoordinator extends DurableObject<Env> {
       const [kind, round, n] = key.split(":");
       if (kind === "attempt") await this.step(Number(round), Number(n));
       else if (kind === "deadline") await this.deadline(Number(round), Number(n));
+      else if (kind === "winner") await this.packStep(Number(round));
       else if (key === MIRROR_KEY) this.store.unschedule(key);
       else this.store.unschedule(key);
     } catch (err) {
@@ -402,11 +518,13 @@ export class RunCoordinator extends DurableObject<Env> {
       const files = [
         { path: ".multishot/runner.mjs", content: runnerSource },
         { path: ".multishot/run-job.sh", content: jobRunnerSource },
-        { path: ".multishot/prompt.txt", content: this.promptFor(a) },
-        ...(["install", "seed", "agent", "collect"] as const).map((j) => ({
-          path: `.multishot/jobs/${j}.sh`,
-          content: this.jobScript(run.request, a, j),
-        })),
+        { path: ".multishot/prompt.txt", content: this.instructionsFor(a).prompt },
+        ...(await Promise.all(
+          (["install", "seed", "agent", "collect"] as const).map(async (j) => ({
+            path: `.multishot/jobs/${j}.sh`,
+            content: await this.jobScript(run.request, a, j),
+          })),
+        )),
         ...AGENTS[run.request.agent].files(),
       ];
       await this.sandboxes.uploadFiles(sandboxId, files.map((f) => ({ path: `${homeDir}/${f.path}`, content: f.content })));
@@ -495,11 +613,13 @@ export class RunCoordinator extends DurableObject<Env> {
 
     const summary = this.agentSummary(a);
     const done = this.commit(a, { status: "done", diffStats, verify, summary, deadlineAt: null });
-    if (done) {
-      this.store.unschedule(deadlineKey(a.round, a.number));
-      this.store.unschedule(attemptKey(a.round, a.number));
-      this.settle();
-    }
+    if (!done) return;
+    this.store.unschedule(deadlineKey(a.round, a.number));
+    this.store.unschedule(attemptKey(a.round, a.number));
+    // The "first-verified" policy: the first attempt whose check passes wins, the others are cancelled.
+    const round = this.store.getRound(a.round)!;
+    if (run.request.winner === "first-verified" && verify?.passed && round.winnerAttempt === null) this.choose(round, done);
+    this.settle();
   }
 
   private async deadline(round: number, n: number): Promise<void> {
@@ -510,6 +630,120 @@ export class RunCoordinator extends DurableObject<Env> {
     const minutes = a.job === "agent" ? (run.request.limits?.attemptMinutes ?? DEFAULT_ATTEMPT_MINUTES) : SETUP_JOB_MINUTES;
     // Failing the attempt deletes its sandbox, which ends the command and everything it started.
     this.fail(a, `timed out: ${a.job ?? "the attempt"} ran longer than ${minutes} minute${minutes === 1 ? "" : "s"} and was stopped`);
+  }
+
+  // ---------------------------------------------------------------- packing a winner
+
+  private openRound(r: { number: number; prompt: string; fromRound: number | null; attempts: number; variations: RoundState["variations"] }): void {
+    const now = Date.now();
+    this.putRound({
+      ...r,
+      status: "running",
+      winnerAttempt: null,
+      winnerStatus: null,
+      winnerError: null,
+      tarball: null,
+      pack: null,
+      createdAt: now,
+      finishedAt: null,
+      updatedAt: now,
+    });
+    for (let n = 1; n <= r.attempts; n++) {
+      this.store.putAttempt(newAttempt(r.number, n, now));
+      this.store.schedule(attemptKey(r.number, n), now);
+    }
+    if (r.number > 1) this.event(r.number, null, "round.started", { fromRound: r.fromRound, attempts: r.attempts });
+  }
+
+  private putRound(round: RoundState): void {
+    this.store.putRound({ ...round, updatedAt: Date.now() });
+  }
+
+  /** Marks the winner, ends the round's other attempts and gives their sandboxes back. */
+  private choose(round: RoundState, winner: AttemptState): void {
+    this.putRound({
+      ...round,
+      winnerAttempt: winner.number,
+      winnerStatus: "packing",
+      winnerError: null,
+      pack: { try: (round.pack?.try ?? 0) + 1, retries: 0, uploadId: null, cmdId: null, startedAt: null },
+    });
+    this.event(round.number, winner.number, "winner.selected", { attempt: winner.number });
+    for (const other of this.store.getAttempts(round.number)) {
+      if (other.number === winner.number) continue;
+      if (!FINAL.has(other.status)) this.finish(other, "cancelled", `attempt ${winner.number} was picked as the winner`);
+      else this.release(other);
+    }
+    this.store.schedule(winnerKey(round.number), Date.now());
+  }
+
+  /** Gives an ended attempt's sandbox back (deleted by its next step). */
+  private release(a: AttemptState): void {
+    const current = this.store.getAttempt(a.round, a.number);
+    if (!current || !current.sandboxId || current.cleanupPending) return;
+    this.commit(current, { cleanupPending: true });
+    this.store.schedule(attemptKey(a.round, a.number), Date.now());
+  }
+
+  /**
+   * One try packs the winner's workspace in its sandbox and streams it to an R2 multipart upload through
+   * the Worker's upload route. A try that fails (the job dies, an upload breaks) is aborted, so no
+   * partial object ever becomes visible, and the next try starts a fresh upload after a backoff.
+   */
+  private async packStep(roundNo: number): Promise<void> {
+    const key = winnerKey(roundNo);
+    const round = this.store.getRound(roundNo);
+    const pack = round?.pack;
+    if (!round || !pack || round.winnerStatus !== "packing") return this.store.unschedule(key);
+    const winner = this.store.getAttempt(roundNo, round.winnerAttempt!)!;
+    const run = this.requireRun();
+    const sandboxId = winner.sandboxId!;
+    try {
+      if (!pack.uploadId) {
+        const upload = await this.env.ARTIFACTS.createMultipartUpload(tarballKey(run.id, roundNo), {
+          httpMetadata: { contentType: "application/gzip" },
+        });
+        this.putRound({ ...round, pack: { ...pack, uploadId: upload.uploadId, cmdId: null } });
+        const url = await uploadUrl(this.env, run.id, roundNo, pack.try, Date.now() + UPLOAD_URL_TTL_MS);
+        const homeDir = winner.homeDir ?? (await this.homeDir(sandboxId));
+        await this.sandboxes.uploadFiles(sandboxId, [
+          { path: `${homeDir}/.multishot/jobs/pack.sh`, content: packScript(run.request, url, retryPolicy(this.env).partBytes) },
+        ]);
+        const report = await ingestUrl(this.env, run.id, roundNo, winner.number);
+        const cmdId = await this.sandboxes.startCommand(sandboxId, SESSION, jobCommand("pack", pack.try, report));
+        const now = this.store.getRound(roundNo)!;
+        if (now.pack?.try === pack.try) this.putRound({ ...now, pack: { ...now.pack, cmdId, startedAt: Date.now() } });
+        this.event(roundNo, winner.number, "winner.packing", { try: pack.try });
+        return this.store.schedule(key, Date.now() + retryPolicy(this.env).pollMs);
+      }
+      const reported = this.store.reportedExit(roundNo, winner.number, "pack", pack.try);
+      const exitCode = reported?.exitCode ?? (pack.cmdId ? await this.sandboxes.commandExitCode(sandboxId, SESSION, pack.cmdId) : 1);
+      if (exitCode === undefined) return this.store.schedule(key, Date.now() + retryPolicy(this.env).pollMs);
+      if (this.store.getRound(roundNo)!.winnerStatus === "stored") return this.store.unschedule(key);
+      await this.retryPack(roundNo, `packing the winner failed (exit ${exitCode}): ${await this.jobTail(sandboxId, "pack")}`);
+    } catch (err) {
+      await this.retryPack(roundNo, `packing the winner failed: ${describeSandboxError(err)}`);
+    }
+  }
+
+  private async retryPack(roundNo: number, reason: string): Promise<void> {
+    const round = this.store.getRound(roundNo)!;
+    const pack = round.pack!;
+    if (pack.uploadId) {
+      try {
+        await this.env.ARTIFACTS.resumeMultipartUpload(tarballKey(this.requireRun().id, roundNo), pack.uploadId).abort();
+      } catch (err) {
+        console.error("aborting a failed upload failed (R2 expires it)", err instanceof Error ? err.message : err);
+      }
+    }
+    const policy = retryPolicy(this.env);
+    this.event(roundNo, round.winnerAttempt, "winner.pack_failed", { try: pack.try, reason });
+    if (pack.retries >= policy.limit) {
+      this.putRound({ ...round, winnerStatus: "failed", winnerError: reason });
+      return this.store.unschedule(winnerKey(roundNo));
+    }
+    this.putRound({ ...round, pack: { try: pack.try + 1, retries: pack.retries + 1, uploadId: null, cmdId: null, startedAt: null } });
+    this.store.schedule(winnerKey(roundNo), Date.now() + backoffMs(policy, pack.retries));
   }
 
   // ---------------------------------------------------------------- endings
@@ -558,7 +792,7 @@ export class RunCoordinator extends DurableObject<Env> {
     const all = this.store.getAttempts(latest.number);
     if (!all.every((a) => FINAL.has(a.status))) return;
     const now = Date.now();
-    this.store.putRound({ ...latest, status: all.every((a) => a.status === "cancelled") ? "cancelled" : "finished", finishedAt: now });
+    this.putRound({ ...latest, status: all.every((a) => a.status === "cancelled") ? "cancelled" : "finished", finishedAt: now });
     this.event(latest.number, null, "round.finished", { attempts: all.map((a) => ({ number: a.number, status: a.status })) });
     if (run.status !== "running") return;
     const status: RunStatus = all.some((a) => a.status === "done")
@@ -625,24 +859,41 @@ export class RunCoordinator extends DurableObject<Env> {
     return e ? ((e.data as { summary: AgentSummary }).summary ?? null) : null;
   }
 
-  private promptFor(a: AttemptState): string {
+  /** The prompt and model of one attempt: its round's prompt, with the round's variation applied. */
+  private instructionsFor(a: AttemptState): { prompt: string; model?: string } {
     const run = this.requireRun();
-    const round = this.store.getRounds().find((r) => r.number === a.round);
-    const req = { ...run.request, prompt: round?.prompt ?? run.request.prompt };
-    return attemptInstructions(req, a.number).prompt;
+    const round = this.store.getRound(a.round)!;
+    const v = round.variations?.[a.number - 1];
+    const prompt = v?.promptSuffix ? `${round.prompt}\n\n${v.promptSuffix}` : round.prompt;
+    const model = v?.model ?? run.request.model;
+    return model ? { prompt, model } : { prompt };
   }
 
-  private jobScript(req: RunRequest, a: AttemptState, job: JobName): string {
+  private async jobScript(req: RunRequest, a: AttemptState, job: Exclude<JobName, "pack">): Promise<string> {
     switch (job) {
       case "install":
         return AGENTS[req.agent].installScript();
       case "seed":
-        return seedScript(req);
+        return seedScript(req, a.round, await this.seedSource(a.round));
       case "agent":
-        return agentScript(req, req.limits?.maxTurns ?? DEFAULT_MAX_TURNS, attemptInstructions(req, a.number).model);
+        return agentScript(req, req.limits?.maxTurns ?? DEFAULT_MAX_TURNS, this.instructionsFor(a).model);
       case "collect":
         return collectScript(req);
     }
+  }
+
+  private async seedSource(roundNo: number): Promise<SeedSource> {
+    const round = this.store.getRound(roundNo)!;
+    if (round.fromRound === null) return { kind: "run-base" };
+    const from = this.store.getRound(round.fromRound)!;
+    const run = this.requireRun();
+    return {
+      kind: "winner",
+      url: await downloadUrl(this.env, run.id, from.number, Date.now() + DOWNLOAD_URL_TTL_MS),
+      sha256: from.tarball!.sha256,
+      fromRound: from.number,
+      winnerAttempt: from.winnerAttempt!,
+    };
   }
 
   private async homeDir(sandboxId: string): Promise<string> {
@@ -672,6 +923,12 @@ export class RunCoordinator extends DurableObject<Env> {
     return run;
   }
 }
+
+/** A refusal a route turns into an HTTP error; RPC results carry it as data, not as a thrown error. */
+export type Outcome<T> = { ok: T } | { error: { status: 400 | 404 | 409 | 410; code: string; message: string } };
+const refuse = (status: 400 | 404 | 409 | 410, code: string, message: string) => ({ error: { status, code, message } }) as const;
+
+export const tarballKey = (runId: string, round: number) => `runs/${runId}/rounds/${round}/winner.tar.gz`;
 
 function newAttempt(round: number, number: number, now: number): AttemptState {
   return {

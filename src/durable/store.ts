@@ -1,7 +1,7 @@
 // The RunCoordinator's own SQLite storage: the live state of one run.
 // Durable Object storage writes are synchronous and transactional within one event, so a step that
 // records "create requested" before calling Daytona cannot lose that record to a crash after the call.
-import type { AttemptStatus, RoundStatus, RunStatus } from "../db/schema.ts";
+import type { AttemptStatus, RoundStatus, RunStatus, WinnerStatus } from "../db/schema.ts";
 import type { RunRequest } from "../run-request.ts";
 
 export const FINAL: ReadonlySet<AttemptStatus> = new Set(["done", "failed", "cancelled"]);
@@ -17,17 +17,46 @@ export interface RunState {
   finishedAt: number | null;
 }
 
+export interface Tarball {
+  key: string;
+  size: number;
+  sha256: string;
+}
+
+/** Packing the winner's workspace: one try is one multipart upload, started by one pack job. */
+export interface PackState {
+  try: number;
+  retries: number;
+  uploadId: string | null;
+  cmdId: string | null;
+  startedAt: number | null;
+}
+
 export interface RoundState {
   number: number;
   prompt: string;
   status: RoundStatus;
   fromRound: number | null;
+  /** Attempts in this round and their variations (the first round's come from the run request). */
+  attempts: number;
+  variations: { model?: string; promptSuffix?: string }[] | null;
   winnerAttempt: number | null;
+  winnerStatus: WinnerStatus | null;
+  winnerError: string | null;
+  tarball: Tarball | null;
+  pack: PackState | null;
   createdAt: number;
   finishedAt: number | null;
+  updatedAt: number;
 }
 
-export type JobName = "install" | "seed" | "agent" | "collect";
+export interface UploadedPart {
+  part: number;
+  etag: string;
+  size: number;
+}
+
+export type JobName = "install" | "seed" | "agent" | "collect" | "pack";
 
 export interface AgentSummary {
   finalMessage: string | null;
@@ -100,9 +129,10 @@ CREATE TABLE IF NOT EXISTS run (
   id TEXT PRIMARY KEY, account_id TEXT NOT NULL, request TEXT NOT NULL, status TEXT NOT NULL,
   error TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, finished_at INTEGER,
   dirty INTEGER NOT NULL DEFAULT 1);
-CREATE TABLE IF NOT EXISTS rounds (
-  number INTEGER PRIMARY KEY, prompt TEXT NOT NULL, status TEXT NOT NULL, from_round INTEGER,
-  winner_attempt INTEGER, created_at INTEGER NOT NULL, finished_at INTEGER, dirty INTEGER NOT NULL DEFAULT 1);
+CREATE TABLE IF NOT EXISTS rounds (number INTEGER PRIMARY KEY, state TEXT NOT NULL, dirty INTEGER NOT NULL DEFAULT 1);
+CREATE TABLE IF NOT EXISTS upload_parts (
+  round INTEGER NOT NULL, try INTEGER NOT NULL, part INTEGER NOT NULL, etag TEXT NOT NULL, size INTEGER NOT NULL,
+  PRIMARY KEY (round, try, part));
 CREATE TABLE IF NOT EXISTS attempts (
   round INTEGER NOT NULL, number INTEGER NOT NULL, state TEXT NOT NULL, dirty INTEGER NOT NULL DEFAULT 1,
   PRIMARY KEY (round, number));
@@ -163,33 +193,44 @@ export class RunStore {
 
   getRounds(): RoundState[] {
     return this.sql
-      .exec<Row>("SELECT * FROM rounds ORDER BY number")
+      .exec<Row>("SELECT state FROM rounds ORDER BY number")
       .toArray()
-      .map((r) => ({
-        number: Number(r.number),
-        prompt: String(r.prompt),
-        status: r.status as RoundStatus,
-        fromRound: r.from_round === null ? null : Number(r.from_round),
-        winnerAttempt: r.winner_attempt === null ? null : Number(r.winner_attempt),
-        createdAt: Number(r.created_at),
-        finishedAt: r.finished_at === null ? null : Number(r.finished_at),
-      }));
+      .map((r) => JSON.parse(String(r.state)) as RoundState);
+  }
+
+  getRound(number: number): RoundState | null {
+    const row = this.sql.exec<Row>("SELECT state FROM rounds WHERE number = ?", number).toArray()[0];
+    return row ? (JSON.parse(String(row.state)) as RoundState) : null;
   }
 
   putRound(round: RoundState): void {
     this.sql.exec(
-      `INSERT INTO rounds (number, prompt, status, from_round, winner_attempt, created_at, finished_at, dirty)
-       VALUES (?, ?, ?, ?, ?, ?, ?, 1)
-       ON CONFLICT(number) DO UPDATE SET status=excluded.status, winner_attempt=excluded.winner_attempt,
-         finished_at=excluded.finished_at, dirty=1`,
+      `INSERT INTO rounds (number, state, dirty) VALUES (?, ?, 1)
+       ON CONFLICT(number) DO UPDATE SET state=excluded.state, dirty=1`,
       round.number,
-      round.prompt,
-      round.status,
-      round.fromRound,
-      round.winnerAttempt,
-      round.createdAt,
-      round.finishedAt,
+      JSON.stringify(round),
     );
+  }
+
+  // ---- parts of a winner's tarball, as the Worker's upload route received them ----
+
+  recordPart(round: number, packTry: number, p: UploadedPart): void {
+    this.sql.exec(
+      `INSERT INTO upload_parts (round, try, part, etag, size) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT(round, try, part) DO UPDATE SET etag=excluded.etag, size=excluded.size`,
+      round,
+      packTry,
+      p.part,
+      p.etag,
+      p.size,
+    );
+  }
+
+  parts(round: number, packTry: number): UploadedPart[] {
+    return this.sql
+      .exec<Row>("SELECT part, etag, size FROM upload_parts WHERE round = ? AND try = ? ORDER BY part", round, packTry)
+      .toArray()
+      .map((r) => ({ part: Number(r.part), etag: String(r.etag), size: Number(r.size) }));
   }
 
   // ---- attempts ----
@@ -244,15 +285,12 @@ export class RunStore {
 
   dirty(): { run: RunState | null; rounds: RoundState[]; attempts: AttemptState[] } {
     const runDirty = this.sql.exec<Row>("SELECT 1 FROM run WHERE dirty = 1").toArray().length > 0;
-    const roundNumbers = new Set(
-      this.sql
-        .exec<Row>("SELECT number FROM rounds WHERE dirty = 1")
-        .toArray()
-        .map((r) => Number(r.number)),
-    );
     return {
       run: runDirty ? this.getRun() : null,
-      rounds: this.getRounds().filter((r) => roundNumbers.has(r.number)),
+      rounds: this.sql
+        .exec<Row>("SELECT state FROM rounds WHERE dirty = 1")
+        .toArray()
+        .map((r) => JSON.parse(String(r.state)) as RoundState),
       attempts: this.sql
         .exec<Row>("SELECT state FROM attempts WHERE dirty = 1")
         .toArray()
@@ -265,10 +303,9 @@ export class RunStore {
     if (m.run) this.sql.exec("UPDATE run SET dirty = 0 WHERE updated_at = ?", m.run.updatedAt);
     for (const r of m.rounds) {
       this.sql.exec(
-        "UPDATE rounds SET dirty = 0 WHERE number = ? AND status = ? AND winner_attempt IS ?",
+        "UPDATE rounds SET dirty = 0 WHERE number = ? AND json_extract(state, '$.updatedAt') = ?",
         r.number,
-        r.status,
-        r.winnerAttempt,
+        r.updatedAt,
       );
     }
     for (const a of m.attempts) {

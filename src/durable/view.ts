@@ -1,6 +1,6 @@
 // The run as the API shows it. Built from the object's live state; holds nothing secret
 // (no sandbox env, no tokens, no signing material).
-import type { AttemptStatus, RoundStatus, RunStatus } from "../db/schema.ts";
+import type { AttemptStatus, RoundStatus, RunStatus, WinnerStatus } from "../db/schema.ts";
 import type { AgentSummary, AttemptState, DiffStats, RoundState, RunState, VerifyResult } from "./store.ts";
 
 export interface AttemptView {
@@ -23,11 +23,18 @@ export interface RoundView {
   number: number;
   prompt: string;
   status: RoundStatus;
+  /** The round whose winner this one started from (rounds form a tree). */
   fromRound: number | null;
-  winnerAttempt: number | null;
+  winner: {
+    attempt: number;
+    status: WinnerStatus;
+    error: string | null;
+    tarball: { size: number; sha256: string; url: string } | null;
+  } | null;
   createdAt: number;
   finishedAt: number | null;
   attempts: AttemptView[];
+  links: { winner: string; next: string };
 }
 
 export interface RunView {
@@ -58,7 +65,24 @@ export function toRunView(run: RunState, rounds: RoundState[], attempts: Attempt
     updatedAt: run.updatedAt,
     finishedAt: run.finishedAt,
     rounds: rounds.map((r) => ({
-      ...r,
+      number: r.number,
+      prompt: r.prompt,
+      status: r.status,
+      fromRound: r.fromRound,
+      winner:
+        r.winnerAttempt !== null && r.winnerStatus !== null
+          ? {
+              attempt: r.winnerAttempt,
+              status: r.winnerStatus,
+              error: r.winnerError,
+              tarball: r.tarball
+                ? { size: r.tarball.size, sha256: r.tarball.sha256, url: `${base}/rounds/${r.number}/winner.tar.gz` }
+                : null,
+            }
+          : null,
+      createdAt: r.createdAt,
+      finishedAt: r.finishedAt,
+      links: { winner: `${base}/rounds/${r.number}/winner`, next: `${base}/rounds` },
       attempts: attempts
         .filter((a) => a.round === r.number)
         .map((a) => ({

@@ -3,12 +3,12 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { ApiError } from "../errors.ts";
-import { verifyIngest } from "../ingest-token.ts";
+import { verifySignature } from "../signed-urls.ts";
 import type { AppEnv } from "./app-types.ts";
 import { intParam, jsonBody } from "./validate.ts";
 
 const reportSchema = z.object({
-  job: z.enum(["install", "seed", "agent", "collect"]),
+  job: z.enum(["install", "seed", "agent", "collect", "pack"]),
   try: z.number().int().min(1),
   kind: z.enum(["output", "exit"]),
   seq: z.number().int().min(0).optional(),
@@ -21,7 +21,7 @@ export const ingest = new Hono<AppEnv>().post("/:run/:round/:attempt/:sig", asyn
   const runId = c.req.param("run");
   const round = intParam(c, "round");
   const attempt = intParam(c, "attempt");
-  if (!(await verifyIngest(c.env, runId, round, attempt, c.req.param("sig")))) {
+  if (!(await verifySignature(c.env, "ingest", [runId, round, attempt], c.req.param("sig")))) {
     throw new ApiError(403, "forbidden", "bad ingest signature");
   }
   const report = await jsonBody(c, reportSchema);

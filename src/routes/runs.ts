@@ -8,20 +8,11 @@ import type { RunEvent } from "../durable/store.ts";
 import { ApiError, notFound } from "../errors.ts";
 import { runRequestSchema } from "../run-request.ts";
 import type { AppEnv } from "./app-types.ts";
+import { coordinator, ownedRun } from "./rounds.ts";
 import { requireApiKey } from "./auth.ts";
 import { intParam, jsonBody } from "./validate.ts";
 
 const RUN_STATUSES: RunStatus[] = ["running", "succeeded", "failed", "cancelled"];
-
-const coordinator = (env: AppEnv["Bindings"], runId: string) => env.RUN_COORDINATOR.get(env.RUN_COORDINATOR.idFromName(runId));
-
-/** The run's id if the caller's account owns it. Another account's run is indistinguishable from none. */
-async function ownedRun(c: { env: AppEnv["Bindings"]; get(k: "accountId"): string; req: { param(k: "id"): string } }) {
-  const id = c.req.param("id");
-  const owner = /^run_[a-z2-7]{20}$/.test(id) ? await runOwner(db(c.env.DB), id) : null;
-  if (owner !== c.get("accountId")) throw notFound("run");
-  return id;
-}
 
 export const runs = new Hono<AppEnv>()
   .use("*", requireApiKey)
@@ -89,13 +80,23 @@ export const runs = new Hono<AppEnv>()
     return c.json(view);
   })
 
+  .get("/:id/attempts/:n/:artifact{diff|log}", async (c) => {
+    // The newest round's attempt; /rounds/:round/attempts/:n/... names any round.
+    const id = await ownedRun(c);
+    const view = await coordinator(c.env, id).view();
+    return artifact(c.env, id, view.rounds[view.rounds.length - 1]!.number, intParam(c, "n"), c.req.param("artifact"));
+  })
+
   .get("/:id/rounds/:round/attempts/:n/:artifact{diff|log}", async (c) => {
     const id = await ownedRun(c);
-    const round = intParam(c, "round");
-    const n = intParam(c, "n");
-    const artifact = c.req.param("artifact") === "diff" ? "diff.patch" : "agent.log";
-    const object = await c.env.ARTIFACTS.get(`runs/${id}/rounds/${round}/attempts/${n}/${artifact}`);
-    if (!object) throw notFound(`${c.req.param("artifact")} of attempt ${n} in round ${round}`);
+    return artifact(c.env, id, intParam(c, "round"), intParam(c, "n"), c.req.param("artifact"));
+  });
+
+async function artifact(env: AppEnv["Bindings"], id: string, round: number, n: number, which: string): Promise<Response> {
+  {
+    const name = which === "diff" ? "diff.patch" : "agent.log";
+    const object = await env.ARTIFACTS.get(`runs/${id}/rounds/${round}/attempts/${n}/${name}`);
+    if (!object) throw notFound(`${which} of attempt ${n} in round ${round}`);
     return new Response(object.body, {
       headers: {
         "content-type": object.httpMetadata?.contentType ?? "application/octet-stream",
@@ -103,5 +104,6 @@ export const runs = new Hono<AppEnv>()
         etag: object.httpEtag,
       },
     });
-  });
+  }
+}
 

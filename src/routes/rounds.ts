@@ -1,0 +1,94 @@
+// /api/runs/:id/rounds...: pick a winner, start the next round, download a winner's tarball.
+import { Hono } from "hono";
+import { db, runOwner } from "../db/queries.ts";
+import { tarballKey, type Outcome } from "../durable/run-coordinator.ts";
+import { ApiError, notFound } from "../errors.ts";
+import { roundRequestSchema, winnerRequestSchema } from "../run-request.ts";
+import type { AppEnv } from "./app-types.ts";
+import { requireApiKey } from "./auth.ts";
+import { intParam, jsonBody } from "./validate.ts";
+
+export const coordinator = (env: AppEnv["Bindings"], runId: string) =>
+  env.RUN_COORDINATOR.get(env.RUN_COORDINATOR.idFromName(runId));
+
+/** The run's id if the caller's account owns it. Another account's run is indistinguishable from none. */
+export async function ownedRun(c: { env: AppEnv["Bindings"]; get(k: "accountId"): string; req: { param(k: "id"): string } }) {
+  const id = c.req.param("id");
+  const owner = /^run_[a-z2-7]{20}$/.test(id) ? await runOwner(db(c.env.DB), id) : null;
+  if (owner !== c.get("accountId")) throw notFound("run");
+  return id;
+}
+
+export function unwrap<T>(outcome: Outcome<T>): T {
+  if ("error" in outcome) throw new ApiError(outcome.error.status, outcome.error.code, outcome.error.message);
+  return outcome.ok;
+}
+
+export const rounds = new Hono<AppEnv>()
+  .use("*", requireApiKey)
+
+  .post("/:id/rounds/:round/winner", async (c) => {
+    const id = await ownedRun(c);
+    const round = intParam(c, "round");
+    const { attempt } = await jsonBody(c, winnerRequestSchema);
+    return c.json(unwrap(await coordinator(c.env, id).pickWinner(round, attempt)), 202);
+  })
+
+  .post("/:id/rounds", async (c) => {
+    const id = await ownedRun(c);
+    const req = await jsonBody(c, roundRequestSchema);
+    return c.json(unwrap(await coordinator(c.env, id).startRound(req)), 202);
+  })
+
+  // The winner's workspace as stored in R2: streamed, with Content-Length, ETag and Range.
+  .get("/:id/rounds/:round/winner.tar.gz", async (c) => {
+    const id = await ownedRun(c);
+    const round = intParam(c, "round");
+    const key = tarballKey(id, round);
+    const head = await c.env.ARTIFACTS.head(key);
+    if (!head) throw notFound(`round ${round}'s winner tarball`);
+    const headers = new Headers({
+      "content-type": "application/gzip",
+      "content-disposition": `attachment; filename="${id}-round-${round}.tar.gz"`,
+      "accept-ranges": "bytes",
+      etag: head.httpEtag,
+    });
+    const ifNoneMatch = c.req.header("if-none-match");
+    if (ifNoneMatch && ifNoneMatch.split(",").some((t) => t.trim() === head.httpEtag)) {
+      return new Response(null, { status: 304, headers });
+    }
+    const range = parseRange(c.req.header("range"), head.size);
+    if (range === "unsatisfiable") {
+      headers.set("content-range", `bytes */${head.size}`);
+      return c.json({ error: { code: "range_not_satisfiable", message: "the range is outside the file" } }, 416, Object.fromEntries(headers));
+    }
+    const object = await c.env.ARTIFACTS.get(key, range ? { range: { offset: range.start, length: range.end - range.start + 1 } } : {});
+    if (!object) throw notFound(`round ${round}'s winner tarball`);
+    if (range) {
+      headers.set("content-range", `bytes ${range.start}-${range.end}/${head.size}`);
+      headers.set("content-length", String(range.end - range.start + 1));
+      return new Response(object.body, { status: 206, headers });
+    }
+    headers.set("content-length", String(head.size));
+    return new Response(object.body, { headers });
+  });
+
+/** One `bytes=` range (the common case; several ranges answer the whole file). */
+export function parseRange(header: string | undefined, size: number): { start: number; end: number } | "unsatisfiable" | null {
+  if (!header) return null;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m || (m[1] === "" && m[2] === "")) return null;
+  let start: number;
+  let end: number;
+  if (m[1] === "") {
+    const suffix = Number(m[2]);
+    if (suffix === 0) return "unsatisfiable";
+    start = Math.max(0, size - suffix);
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === "" ? size - 1 : Math.min(Number(m[2]), size - 1);
+  }
+  if (start >= size || start > end) return "unsatisfiable";
+  return { start, end };
+}

@@ -1,0 +1,42 @@
+// Signed URLs that sandboxes use to talk to the Worker without an API key:
+// - ingest:   POST /ingest/<run>/<round>/<attempt>/<sig>, the runner's reports; dies with its attempt.
+// - upload:   /upload/<run>/<round>/<try>/<expires>/<sig>/..., the winner's tarball parts and completion;
+//             expiring, and only good while that packing try is the current one.
+// - download: GET /download/<run>/<round>/<expires>/<sig>, a winner's tarball for the next round's seed.
+// Each signature is an HMAC of the purpose and every path part, so no URL can be bent to another use.
+import { base64url, hmacSha256, timingSafeEqualStrings } from "./crypto.ts";
+import { isLocalMode, type Env } from "./env.ts";
+import { ApiError } from "./errors.ts";
+
+/** Local mode without a configured secret gets a fixed development secret; a deployment must set one. */
+export function signingSecret(env: Env): string {
+  if (env.MULTISHOT_SIGNING_SECRET) return env.MULTISHOT_SIGNING_SECRET;
+  if (isLocalMode(env)) return "multishot-local-development-only";
+  throw new ApiError(500, "misconfigured", "MULTISHOT_SIGNING_SECRET is not set");
+}
+
+type Purpose = "ingest" | "upload" | "download";
+
+async function sign(env: Env, purpose: Purpose, parts: (string | number)[]): Promise<string> {
+  return base64url(await hmacSha256(signingSecret(env), `${purpose}:${parts.join(":")}`));
+}
+
+const base = (env: Env) => env.PUBLIC_URL.replace(/\/$/, "");
+
+export async function verifySignature(env: Env, purpose: Purpose, parts: (string | number)[], sig: string): Promise<boolean> {
+  return timingSafeEqualStrings(sig, await sign(env, purpose, parts));
+}
+
+export async function ingestUrl(env: Env, runId: string, round: number, attempt: number): Promise<string> {
+  return `${base(env)}/ingest/${runId}/${round}/${attempt}/${await sign(env, "ingest", [runId, round, attempt])}`;
+}
+
+export async function uploadUrl(env: Env, runId: string, round: number, packTry: number, expiresAt: number): Promise<string> {
+  const sig = await sign(env, "upload", [runId, round, packTry, expiresAt]);
+  return `${base(env)}/upload/${runId}/${round}/${packTry}/${expiresAt}/${sig}`;
+}
+
+export async function downloadUrl(env: Env, runId: string, round: number, expiresAt: number): Promise<string> {
+  const sig = await sign(env, "download", [runId, round, expiresAt]);
+  return `${base(env)}/download/${runId}/${round}/${expiresAt}/${sig}`;
+}

@@ -1,0 +1,209 @@
+// Rounds and winners, end to end under `npm start`: the winner's workspace goes through R2 into every
+// attempt of the next round, byte for byte.
+import { execFileSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { RunView } from "../../src/durable/view.ts";
+import { manifest } from "../support/manifest.ts";
+import { startService, type Service } from "../support/service.ts";
+
+let service: Service;
+beforeAll(async () => {
+  // Small parts, so that even a modest workspace travels as a multipart upload.
+  service = await startService({ UPLOAD_PART_BYTES: String(5 * 1024 * 1024), POLL_INTERVAL_MS: "1000" });
+});
+afterAll(async () => {
+  await service?.close();
+});
+
+async function run(id: string): Promise<RunView> {
+  return (await (await service.api(`/api/runs/${id}`)).json()) as RunView;
+}
+
+async function waitFor(id: string, done: (r: RunView) => boolean, timeoutMs = 90_000): Promise<RunView> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await run(id);
+    if (done(r)) return r;
+    if (Date.now() > until) throw new Error(`run ${id} did not get there: ${JSON.stringify(r, null, 2)}`);
+    await new Promise((res) => setTimeout(res, 100));
+  }
+}
+
+async function start(body: Record<string, unknown>): Promise<string> {
+  const res = await service.api("/api/runs", { method: "POST", json: body });
+  expect(res.status).toBe(202);
+  return ((await res.json()) as { id: string }).id;
+}
+
+async function events(id: string): Promise<{ type: string; data: Record<string, unknown> }[]> {
+  return ((await (await service.api(`/api/runs/${id}/events`)).json()) as { events: { type: string; data: Record<string, unknown> }[] }).events;
+}
+
+async function liveSandboxes(runId: string): Promise<string[]> {
+  const body = (await (await fetch(`${service.localSandboxUrl}/admin/sandboxes`)).json()) as {
+    sandboxes: { id: string; state: string; labels: Record<string, string> }[];
+  };
+  return body.sandboxes.filter((s) => s.labels["multishot-run"] === runId && s.state !== "destroyed").map((s) => s.id);
+}
+
+const workspace = (sandboxId: string) => join(service.sandboxRoot, "sandboxes", sandboxId, "home", "workspace");
+const notGitOrDeps = (p: string) => p === ".git" || p.startsWith(".git/") || p === "node_modules" || p.startsWith("node_modules/");
+const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+const storedWinner = (round: number) => (r: RunView) => r.rounds[round - 1]?.winner?.status === "stored" || r.rounds[round - 1]?.winner?.status === "failed";
+
+describe("rounds and winners", () => {
+  it("carries the winner's files byte for byte into every attempt of the next round", async () => {
+    const id = await start({ prompt: "a site [fixtures]", agent: "demo", attempts: 4 });
+    const round1 = await waitFor(id, (r) => r.status !== "running");
+    expect(round1.rounds[0]!.attempts.map((a) => a.status)).toEqual(["done", "done", "done", "done"]);
+
+    // Make B's workspace big enough for several parts; then take its manifest as the truth.
+    const b = round1.rounds[0]!.attempts[1]!;
+    writeFileSync(join(workspace(b.sandboxId!), "big.bin"), randomBytes(12 * 1024 * 1024));
+    const expected = manifest(workspace(b.sandboxId!), notGitOrDeps);
+    expect(Object.keys(expected)).toEqual(
+      expect.arrayContaining(["logo.bin", "run.sh", "home.html", "empty", "empty/nested", "données/café ☕ ü.txt", "big.bin"]),
+    );
+    expect(expected["run.sh"]).toMatch(/^file 755 /);
+    expect(expected["home.html"]).toBe("link -> index.html");
+
+    const pick = await service.api(`/api/runs/${id}/rounds/1/winner`, { method: "POST", json: { attempt: 2 } });
+    expect(pick.status).toBe(202);
+    const again = await service.api(`/api/runs/${id}/rounds/1/winner`, { method: "POST", json: { attempt: 3 } });
+    expect(again.status).toBe(409);
+    expect(((await again.json()) as { error: { code: string } }).error.code).toBe("winner_already_picked");
+
+    const picked = await waitFor(id, storedWinner(1));
+    const winner = picked.rounds[0]!.winner!;
+    expect(winner).toMatchObject({ attempt: 2, status: "stored", error: null });
+    const parts = (await events(id)).filter((e) => e.type === "winner.part");
+    expect(parts.length).toBeGreaterThanOrEqual(3);
+
+    // Losers went at the pick; the winner's sandbox once its tarball was safe.
+    await expect.poll(() => liveSandboxes(id), { timeout: 15_000 }).toEqual([]);
+
+    // The tarball through the API: whole, hashed as recorded, ranged, cached.
+    const res = await service.api(`/api/runs/${id}/rounds/1/winner.tar.gz`);
+    expect(res.status).toBe(200);
+    const tarball = new Uint8Array(await res.arrayBuffer());
+    expect(Number(res.headers.get("content-length"))).toBe(winner.tarball!.size);
+    expect(tarball.length).toBe(winner.tarball!.size);
+    expect(sha256(tarball)).toBe(winner.tarball!.sha256);
+    const etag = res.headers.get("etag")!;
+    const ranged = await fetch(`${service.url}/api/runs/${id}/rounds/1/winner.tar.gz`, {
+      headers: { authorization: `Bearer ${service.key}`, range: "bytes=100-199" },
+    });
+    expect(ranged.status).toBe(206);
+    expect(ranged.headers.get("content-range")).toBe(`bytes 100-199/${tarball.length}`);
+    expect(new Uint8Array(await ranged.arrayBuffer())).toEqual(tarball.slice(100, 200));
+    const cached = await fetch(`${service.url}/api/runs/${id}/rounds/1/winner.tar.gz`, {
+      headers: { authorization: `Bearer ${service.key}`, "if-none-match": etag },
+    });
+    expect(cached.status).toBe(304);
+    const extracted = mkdtempSync(join(tmpdir(), "multishot-winner-"));
+    writeFileSync(join(extracted, "w.tar.gz"), tarball);
+    mkdirSync(join(extracted, "x"));
+    execFileSync("tar", ["-xzf", join(extracted, "w.tar.gz"), "-C", join(extracted, "x")]);
+    expect(manifest(join(extracted, "x"), (p) => p === ".git" || p.startsWith(".git/"))).toEqual(expected);
+    rmSync(extracted, { recursive: true, force: true });
+
+    // Round 2 starts from B: every attempt begins with B's files, and its diff is against them.
+    const next = await service.api(`/api/runs/${id}/rounds`, { method: "POST", json: { prompt: "one more file [add-only]" } });
+    expect(next.status).toBe(202);
+    const round2 = await waitFor(id, (r) => r.rounds.length === 2 && r.status !== "running");
+    const attempts2 = round2.rounds[1]!.attempts;
+    expect(round2.rounds[1]!.fromRound).toBe(1);
+    expect(attempts2.map((a) => a.status)).toEqual(["done", "done", "done", "done"]);
+    for (const a of attempts2) {
+      const added = `added-r2-a${a.number}.txt`;
+      const ws = workspace(a.sandboxId!);
+      expect(manifest(ws, (p) => notGitOrDeps(p) || p === added)).toEqual(expected);
+      expect(a.diffStats).toEqual({ files: 1, additions: 1, deletions: 0 });
+      const patch = await (await service.api(`/api/runs/${id}/rounds/2/attempts/${a.number}/diff`)).text();
+      expect(patch).toContain(`+++ b/${added}`);
+      expect(patch).not.toContain("index.html");
+      const log = execFileSync("git", ["log", "--format=%s"], { cwd: ws, encoding: "utf8" });
+      expect(log).toContain("multishot: round 2 base (winner of round 1, attempt 2)");
+      expect(log).toContain("multishot: round 1 base");
+    }
+    await service.api(`/api/runs/${id}/cancel`, { method: "POST" });
+    await expect.poll(() => liveSandboxes(id), { timeout: 15_000 }).toEqual([]);
+  });
+
+  it("refuses to pick an attempt that is not done, or a round that has none", async () => {
+    const id = await start({ prompt: "x", agent: "demo", attempts: 2, variations: [{}, { promptSuffix: "[fail]" }] });
+    await waitFor(id, (r) => r.status !== "running");
+    const failed = await service.api(`/api/runs/${id}/rounds/1/winner`, { method: "POST", json: { attempt: 2 } });
+    expect(failed.status).toBe(409);
+    expect(((await failed.json()) as { error: { code: string } }).error.code).toBe("attempt_not_done");
+    expect((await service.api(`/api/runs/${id}/rounds/1/winner`, { method: "POST", json: { attempt: 7 } })).status).toBe(404);
+    expect((await service.api(`/api/runs/${id}/rounds/3/winner`, { method: "POST", json: { attempt: 1 } })).status).toBe(404);
+    const early = await service.api(`/api/runs/${id}/rounds`, { method: "POST", json: { prompt: "next" } });
+    expect(early.status).toBe(409);
+    expect(((await early.json()) as { error: { code: string } }).error.code).toBe("no_winner");
+    await service.api(`/api/runs/${id}/cancel`, { method: "POST" });
+  });
+
+  it("retries a winner upload that breaks half-way, and only the complete tarball ever becomes the winner", async () => {
+    const id = await start({ prompt: "a site", agent: "demo", attempts: 1 });
+    const r1 = await waitFor(id, (r) => r.status !== "running");
+    const a = r1.rounds[0]!.attempts[0]!;
+    const home = join(service.sandboxRoot, "sandboxes", a.sandboxId!, "home");
+    writeFileSync(join(home, "workspace", "big.bin"), randomBytes(11 * 1024 * 1024));
+    const expected = manifest(join(home, "workspace"), notGitOrDeps);
+    // The network breaks once, on the second part: a curl ahead of the real one on the sandbox's PATH.
+    const bin = join(home, ".npm-global", "bin");
+    mkdirSync(bin, { recursive: true });
+    writeFileSync(
+      join(bin, "curl"),
+      `#!/bin/bash\nif [[ "$*" == */parts/2* ]] && [ ! -f "$HOME/.broke-once" ]; then touch "$HOME/.broke-once"; ` +
+        `echo "curl: (56) Recv failure: Connection reset by peer" >&2; exit 56; fi\nexec /usr/bin/curl "$@"\n`,
+    );
+    chmodSync(join(bin, "curl"), 0o755);
+
+    expect((await service.api(`/api/runs/${id}/rounds/1/winner`, { method: "POST", json: { attempt: 1 } })).status).toBe(202);
+    const done = await waitFor(id, storedWinner(1));
+    expect(done.rounds[0]!.winner!.status).toBe("stored");
+    const evs = await events(id);
+    const failedAt = evs.findIndex((e) => e.type === "winner.pack_failed");
+    expect(failedAt).toBeGreaterThan(-1);
+    expect(String(evs[failedAt]!.data.reason)).toContain("Connection reset by peer");
+    // Nothing was stored by the broken try: the only stored event comes from the second try.
+    expect(evs.filter((e) => e.type === "winner.stored")).toHaveLength(1);
+    expect(evs.findIndex((e) => e.type === "winner.stored")).toBeGreaterThan(failedAt);
+
+    const tarball = new Uint8Array(await (await service.api(`/api/runs/${id}/rounds/1/winner.tar.gz`)).arrayBuffer());
+    expect(sha256(tarball)).toBe(done.rounds[0]!.winner!.tarball!.sha256);
+    const dir = mkdtempSync(join(tmpdir(), "multishot-retry-"));
+    writeFileSync(join(dir, "w.tar.gz"), tarball);
+    mkdirSync(join(dir, "x"));
+    execFileSync("tar", ["-xzf", join(dir, "w.tar.gz"), "-C", join(dir, "x")]);
+    expect(manifest(join(dir, "x"), (p) => p === ".git" || p.startsWith(".git/"))).toEqual(expected);
+    rmSync(dir, { recursive: true, force: true });
+    await service.api(`/api/runs/${id}/cancel`, { method: "POST" });
+  });
+
+  it('picks the first attempt whose verify command passes under winner: "first-verified"', async () => {
+    const id = await start({
+      prompt: "verified",
+      agent: "demo",
+      attempts: 3,
+      verify: 'test "$MULTISHOT_ATTEMPT" = 2 && test -f index.html',
+      winner: "first-verified",
+    });
+    const r = await waitFor(id, storedWinner(1));
+    const round = r.rounds[0]!;
+    expect(round.winner).toMatchObject({ attempt: 2, status: "stored" });
+    expect(round.attempts[1]!.verify).toMatchObject({ passed: true, exitCode: 0 });
+    for (const other of [round.attempts[0]!, round.attempts[2]!]) {
+      if (other.status === "done") expect(other.verify).toMatchObject({ passed: false, exitCode: 1 });
+      else expect(other.status).toBe("cancelled");
+    }
+    await expect.poll(() => liveSandboxes(id), { timeout: 15_000 }).toEqual([]);
+    await service.api(`/api/runs/${id}/cancel`, { method: "POST" });
+  });
+});
