@@ -143,3 +143,14 @@ export async function mirrorRunState(
   const [first, ...rest] = statements;
   if (first) await d.batch([first, ...rest]);
 }
+
+/** A round's stored winner tarball, if the round exists and its winner is stored. */
+export async function storedWinner(d: Db, runId: string, round: number) {
+  const row = await d
+    .select({ attempt: rounds.winnerAttempt, status: rounds.winnerStatus, sha256: rounds.tarballSha256 })
+    .from(rounds)
+    .where(and(eq(rounds.runId, runId), eq(rounds.number, round)))
+    .get();
+  if (!row) return null;
+  return row.status === "stored" && row.sha256 && row.attempt ? { attempt: row.attempt, sha256: row.sha256 } : { attempt: null, sha256: null };
+}

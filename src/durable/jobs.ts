@@ -13,7 +13,7 @@ const GIT_ID = `-c user.name=multishot -c user.email=multishot@users.noreply.loc
 /** Where a round's workspace starts: the run's base (empty or a git clone), or an earlier round's winner. */
 export type SeedSource =
   | { kind: "run-base" }
-  | { kind: "winner"; url: string; sha256: string; fromRound: number; winnerAttempt: number };
+  | { kind: "winner"; url: string; sha256: string; fromRound: number; winnerAttempt: number; fromRun?: string };
 
 export function seedScript(req: RunRequest, round: number, source: SeedSource): string {
   let fill = "";
@@ -34,7 +34,7 @@ ${req.base.ref ? `git -c advice.detachedHead=false checkout --quiet ${shellQuote
   }
   const message =
     source.kind === "winner"
-      ? `multishot: round ${round} base (winner of round ${source.fromRound}, attempt ${source.winnerAttempt})`
+      ? `multishot: round ${round} base (winner of ${source.fromRun ? `run ${source.fromRun} ` : ""}round ${source.fromRound}, attempt ${source.winnerAttempt})`
       : `multishot: round ${round} base`;
   return `set -euo pipefail
 # Emptied, not removed: the session's shell may be sitting in it.
@@ -51,10 +51,11 @@ echo "base $(cat "${MS_DIR}/base-commit")"
 }
 
 /**
- * Packs the winner's workspace (.git included, the run's excludes left out), splits it into parts and
- * PUTs each with its SHA-256 to the signed upload URL, then completes the upload with the whole file's
- * size and SHA-256. The Worker streams every part into an R2 multipart upload, which becomes visible
- * only when completed.
+ * Packs the winner's workspace (.git included, the run's excludes left out) and uploads it in parts while
+ * tar is still writing: `split --filter` hands each part to an uploader that runs in the background (a
+ * few at a time), which PUTs it with its SHA-256 to the signed upload URL. The whole file's size and
+ * SHA-256 are measured on the way and sent with the completion. The Worker streams every part into an R2
+ * multipart upload, which becomes visible only when completed.
  */
 export function packScript(req: RunRequest, upload: string, partBytes: number): string {
   const excludes = req.excludes.map((e) => `--exclude=${shellQuote(e)}`).join(" ");
@@ -62,21 +63,37 @@ export function packScript(req: RunRequest, upload: string, partBytes: number): 
 out="${MS_DIR}/pack"
 rm -rf "$out"
 mkdir -p "$out"
-tar --create --gzip --file "$out/winner.tar.gz" ${excludes} -C "${WORKSPACE}" .
-size=$(stat -c %s "$out/winner.tar.gz")
-sha=$(sha256sum "$out/winner.tar.gz" | cut -d' ' -f1)
-split --bytes=${partBytes} --numeric-suffixes=1 --suffix-length=5 "$out/winner.tar.gz" "$out/part."
-rm -f "$out/winner.tar.gz"
-n=0
-for f in "$out"/part.*; do
-  n=$((n + 1))
+export UPLOAD=${shellQuote(upload)} OUT="$out"
+# One part: keep it on disk only while it uploads; at most 3 uploads at a time.
+cat > "$out/put-part.sh" <<'PART'
+set -euo pipefail
+n=$((10#\${FILE##*.}))
+f="$OUT/part.$n"
+cat > "$f"
+while [ "$(ls "$OUT"/uploading.* 2>/dev/null | wc -l)" -ge 3 ]; do sleep 0.05; done
+touch "$OUT/uploading.$n"
+(
+  set +e
   psha=$(sha256sum "$f" | cut -d' ' -f1)
-  curl -fsS --retry 3 --retry-delay 1 -m 900 -X PUT -H "x-part-sha256: $psha" -H 'content-type: application/octet-stream' \
-    -T "$f" ${shellQuote(upload)}/parts/$n > /dev/null
-  rm -f "$f"
-done
+  if [ -n "$psha" ] && curl -fsS --retry 3 --retry-delay 1 -m 900 -X PUT -H "x-part-sha256: $psha" -H 'content-type: application/octet-stream' \
+       -T "$f" "$UPLOAD/parts/$n" > /dev/null 2> "$OUT/error.$n"; then
+    rm -f "$OUT/error.$n"
+  fi
+  rm -f "$f" "$OUT/uploading.$n"
+  echo "$n" >> "$OUT/done"
+) &
+PART
+tar --create --gzip ${excludes} -C "${WORKSPACE}" . \
+  | tee >(sha256sum | cut -d' ' -f1 > "$out/sha256") >(wc -c > "$out/size") \
+  | split --bytes=${partBytes} --numeric-suffixes=1 --suffix-length=5 --filter='bash "$OUT/put-part.sh"' - "$out/p."
+while [ "$(ls "$out"/uploading.* 2>/dev/null | wc -l)" -gt 0 ]; do sleep 0.05; done
+n=$(wc -l < "$out/done")
+for i in 1 2 3 4 5 6 7 8 9 10; do [ -s "$out/sha256" ] && [ -s "$out/size" ] && break; sleep 0.1; done
+if ls "$out"/error.* > /dev/null 2>&1; then cat "$out"/error.*; exit 1; fi
+size=$(tr -d ' ' < "$out/size")
+sha=$(cat "$out/sha256")
 curl -fsS --retry 3 --retry-delay 1 -m 300 -X POST -H 'content-type: application/json' \
-  -d '{"parts":'"$n"',"size":'"$size"',"sha256":"'"$sha"'"}' ${shellQuote(upload)}/complete
+  -d '{"parts":'"$n"',"size":'"$size"',"sha256":"'"$sha"'"}' "$UPLOAD/complete"
 echo
 echo "packed $size bytes in $n parts, sha256 $sha"
 `;

@@ -25,7 +25,7 @@ export function retryPolicy(env: Env): RetryPolicy {
     capMs: num(env.RETRY_CAP_MS, 60_000),
     limit: num(env.RETRY_LIMIT, 3),
     pollMs: num(env.POLL_INTERVAL_MS, 15_000),
-    partBytes: Math.max(5 * 1024 * 1024, num(env.UPLOAD_PART_BYTES, 32 * 1024 * 1024)),
+    partBytes: Math.max(5 * 1024 * 1024, num(env.UPLOAD_PART_BYTES, 16 * 1024 * 1024)),
   };
 }
 

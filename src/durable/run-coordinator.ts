@@ -81,6 +81,8 @@ export interface StartRun {
   id: string;
   accountId: string;
   request: RunRequest;
+  /** The stored winner named by `request.base: {run, round}`, looked up (and authorized) by the route. */
+  baseWinner?: { runId: string; round: number; attempt: number; sha256: string };
 }
 
 export interface IngestReport {
@@ -136,6 +138,7 @@ export class RunCoordinator extends DurableObject<Env> {
         fromRound: null,
         attempts: input.request.attempts,
         variations: input.request.variations ?? null,
+        baseWinner: input.baseWinner ?? null,
       });
       this.event(null, null, "run.created", { attempts: input.request.attempts, agent: input.request.agent });
       await this.mirror();
@@ -634,7 +637,14 @@ export class RunCoordinator extends DurableObject<Env> {
 
   // ---------------------------------------------------------------- packing a winner
 
-  private openRound(r: { number: number; prompt: string; fromRound: number | null; attempts: number; variations: RoundState["variations"] }): void {
+  private openRound(r: {
+    number: number;
+    prompt: string;
+    fromRound: number | null;
+    attempts: number;
+    variations: RoundState["variations"];
+    baseWinner?: RoundState["baseWinner"];
+  }): void {
     const now = Date.now();
     this.putRound({
       ...r,
@@ -884,6 +894,11 @@ export class RunCoordinator extends DurableObject<Env> {
 
   private async seedSource(roundNo: number): Promise<SeedSource> {
     const round = this.store.getRound(roundNo)!;
+    if (round.baseWinner) {
+      const b = round.baseWinner;
+      const url = await downloadUrl(this.env, b.runId, b.round, Date.now() + DOWNLOAD_URL_TTL_MS);
+      return { kind: "winner", url, sha256: b.sha256, fromRound: b.round, winnerAttempt: b.attempt, fromRun: b.runId };
+    }
     if (round.fromRound === null) return { kind: "run-base" };
     const from = this.store.getRound(round.fromRound)!;
     const run = this.requireRun();

@@ -37,6 +37,8 @@ export interface RoundState {
   prompt: string;
   status: RoundStatus;
   fromRound: number | null;
+  /** A first round may start from another run's winner (the request's `base: {run, round}`). */
+  baseWinner?: { runId: string; round: number; attempt: number; sha256: string } | null;
   /** Attempts in this round and their variations (the first round's come from the run request). */
   attempts: number;
   variations: { model?: string; promptSuffix?: string }[] | null;

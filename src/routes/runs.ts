@@ -2,7 +2,7 @@
 // Durable Object; D1 answers listings and ownership.
 import { Hono } from "hono";
 import { randomId } from "../crypto.ts";
-import { db, listRuns, runOwner } from "../db/queries.ts";
+import { db, listRuns, runOwner, storedWinner } from "../db/queries.ts";
 import type { RunStatus } from "../db/schema.ts";
 import type { RunEvent } from "../durable/store.ts";
 import { ApiError, notFound } from "../errors.ts";
@@ -19,13 +19,23 @@ export const runs = new Hono<AppEnv>()
 
   .post("/", async (c) => {
     const request = await jsonBody(c, runRequestSchema);
+    let baseWinner;
     if (request.base && "run" in request.base) {
-      const owner = await runOwner(db(c.env.DB), request.base.run);
-      if (owner !== c.get("accountId")) throw new ApiError(404, "not_found", `base.run: run ${request.base.run} not found`);
-      throw new ApiError(409, "no_winner", `base: round ${request.base.round} of run ${request.base.run} has no winner`);
+      const { run, round } = request.base;
+      const owner = await runOwner(db(c.env.DB), run);
+      if (owner !== c.get("accountId")) throw new ApiError(404, "not_found", `base.run: run ${run} not found`);
+      const winner = await storedWinner(db(c.env.DB), run, round);
+      if (!winner) throw new ApiError(404, "not_found", `base.round: run ${run} has no round ${round}`);
+      if (!winner.attempt) throw new ApiError(409, "no_winner", `base: round ${round} of run ${run} has no stored winner`);
+      baseWinner = { runId: run, round, attempt: winner.attempt, sha256: winner.sha256 };
     }
     const id = randomId("run");
-    const view = await coordinator(c.env, id).start({ id, accountId: c.get("accountId"), request });
+    const view = await coordinator(c.env, id).start({
+      id,
+      accountId: c.get("accountId"),
+      request,
+      ...(baseWinner ? { baseWinner } : {}),
+    });
     return c.json({ id, status: view.status, links: view.links }, 202);
   })
 

@@ -39,13 +39,26 @@ export const transfer = new Hono<AppEnv>()
     const target = await stub.uploadTarget(round, packTry);
     if (!target || !c.req.raw.body) throw new ApiError(410, "gone", "this upload is not the current one");
 
-    // One pass over the bytes: one branch streams into the R2 part (a FixedLengthStream, since R2 needs
-    // the length), the other into a SHA-256 digest.
-    const [toR2, toHash] = c.req.raw.body.tee();
-    const sized = new FixedLengthStream(length);
+    // One pass over the bytes, with backpressure all the way: each chunk is hashed, then passed on into
+    // the R2 part (through a FixedLengthStream, since R2 needs the length). No tee, so nothing piles up
+    // in memory when R2 is slower than the hash.
     const digest = new crypto.DigestStream("SHA-256");
+    const hashWriter = digest.getWriter();
+    const hashing = new TransformStream<Uint8Array, Uint8Array>({
+      async transform(chunk, controller) {
+        await hashWriter.write(chunk);
+        controller.enqueue(chunk);
+      },
+      async flush() {
+        await hashWriter.close();
+      },
+    });
+    const sized = new FixedLengthStream(length);
     const upload = c.env.ARTIFACTS.resumeMultipartUpload(target.key, target.uploadId);
-    const [part] = await Promise.all([upload.uploadPart(n, sized.readable), toR2.pipeTo(sized.writable), toHash.pipeTo(digest)]);
+    const [part] = await Promise.all([
+      upload.uploadPart(n, sized.readable),
+      c.req.raw.body.pipeThrough(hashing).pipeTo(sized.writable),
+    ]);
     const actual = toHex(await digest.digest);
     if (actual !== expected) throw new ApiError(422, "checksum_mismatch", `part ${n} arrived with sha256 ${actual}, not ${expected}`);
     if (!(await stub.recordPart(round, packTry, { part: n, etag: part.etag, size: length }))) {

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunView } from "../../src/durable/view.ts";
 import { manifest } from "../support/manifest.ts";
+import { ROOT } from "../support/processes.ts";
 import { startService, type Service } from "../support/service.ts";
 
 let service: Service;
@@ -53,6 +54,19 @@ async function liveSandboxes(runId: string): Promise<string[]> {
 const workspace = (sandboxId: string) => join(service.sandboxRoot, "sandboxes", sandboxId, "home", "workspace");
 const notGitOrDeps = (p: string) => p === ".git" || p.startsWith(".git/") || p === "node_modules" || p.startsWith("node_modules/");
 const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+/** The manifest of a tarball's contents, .git aside. */
+function tarballManifest(tarball: Uint8Array): Record<string, string> {
+  const dir = mkdtempSync(join(tmpdir(), "multishot-tarball-"));
+  try {
+    writeFileSync(join(dir, "w.tar.gz"), tarball);
+    mkdirSync(join(dir, "x"));
+    execFileSync("tar", ["-xzf", join(dir, "w.tar.gz"), "-C", join(dir, "x")]);
+    return manifest(join(dir, "x"), (p) => p === ".git" || p.startsWith(".git/"));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 const storedWinner = (round: number) => (r: RunView) => r.rounds[round - 1]?.winner?.status === "stored" || r.rounds[round - 1]?.winner?.status === "failed";
 
 describe("rounds and winners", () => {
@@ -104,12 +118,7 @@ describe("rounds and winners", () => {
       headers: { authorization: `Bearer ${service.key}`, "if-none-match": etag },
     });
     expect(cached.status).toBe(304);
-    const extracted = mkdtempSync(join(tmpdir(), "multishot-winner-"));
-    writeFileSync(join(extracted, "w.tar.gz"), tarball);
-    mkdirSync(join(extracted, "x"));
-    execFileSync("tar", ["-xzf", join(extracted, "w.tar.gz"), "-C", join(extracted, "x")]);
-    expect(manifest(join(extracted, "x"), (p) => p === ".git" || p.startsWith(".git/"))).toEqual(expected);
-    rmSync(extracted, { recursive: true, force: true });
+    expect(tarballManifest(tarball)).toEqual(expected);
 
     // Round 2 starts from B: every attempt begins with B's files, and its diff is against them.
     const next = await service.api(`/api/runs/${id}/rounds`, { method: "POST", json: { prompt: "one more file [add-only]" } });
@@ -130,8 +139,33 @@ describe("rounds and winners", () => {
       expect(log).toContain("multishot: round 2 base (winner of round 1, attempt 2)");
       expect(log).toContain("multishot: round 1 base");
     }
-    await service.api(`/api/runs/${id}/cancel`, { method: "POST" });
-    await expect.poll(() => liveSandboxes(id), { timeout: 15_000 }).toEqual([]);
+    // D1 records the tarball's size and SHA-256.
+    const rows = JSON.parse(
+      execFileSync(
+        "npx",
+        ["wrangler", "d1", "execute", "DB", "--local", "--persist-to", service.stateDir, "--json", "--command",
+          `SELECT winner_attempt, winner_status, tarball_size, tarball_sha256 FROM rounds WHERE run_id = '${id}' AND number = 1`],
+        { encoding: "utf8", cwd: ROOT },
+      ),
+    ) as { results: Record<string, unknown>[] }[];
+    expect(rows[0]!.results[0]).toEqual({
+      winner_attempt: 2,
+      winner_status: "stored",
+      tarball_size: winner.tarball!.size,
+      tarball_sha256: winner.tarball!.sha256,
+    });
+
+    // Another run can start from this winner too.
+    const other = await start({ prompt: "built on B [add-only]", agent: "demo", attempts: 1, base: { run: id, round: 1 } });
+    const otherRun = await waitFor(other, (r) => r.status !== "running");
+    const o = otherRun.rounds[0]!.attempts[0]!;
+    expect(o.status).toBe("done");
+    expect(manifest(workspace(o.sandboxId!), (p) => notGitOrDeps(p) || p === "added-r1-a1.txt")).toEqual(expected);
+    const missing = await service.api("/api/runs", { method: "POST", json: { prompt: "x", agent: "demo", base: { run: id, round: 2 } } });
+    expect(missing.status).toBe(409);
+
+    for (const r of [id, other]) await service.api(`/api/runs/${r}/cancel`, { method: "POST" });
+    await expect.poll(async () => [...(await liveSandboxes(id)), ...(await liveSandboxes(other))], { timeout: 15_000 }).toEqual([]);
   });
 
   it("refuses to pick an attempt that is not done, or a round that has none", async () => {
@@ -178,12 +212,7 @@ describe("rounds and winners", () => {
 
     const tarball = new Uint8Array(await (await service.api(`/api/runs/${id}/rounds/1/winner.tar.gz`)).arrayBuffer());
     expect(sha256(tarball)).toBe(done.rounds[0]!.winner!.tarball!.sha256);
-    const dir = mkdtempSync(join(tmpdir(), "multishot-retry-"));
-    writeFileSync(join(dir, "w.tar.gz"), tarball);
-    mkdirSync(join(dir, "x"));
-    execFileSync("tar", ["-xzf", join(dir, "w.tar.gz"), "-C", join(dir, "x")]);
-    expect(manifest(join(dir, "x"), (p) => p === ".git" || p.startsWith(".git/"))).toEqual(expected);
-    rmSync(dir, { recursive: true, force: true });
+    expect(tarballManifest(tarball)).toEqual(expected);
     await service.api(`/api/runs/${id}/cancel`, { method: "POST" });
   });
 

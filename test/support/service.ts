@@ -22,6 +22,8 @@ export interface Service extends Started {
   localSandboxUrl: string | null;
   /** Where the local sandbox server keeps each sandbox's folder. */
   sandboxRoot: string;
+  /** wrangler's local state (D1, R2, Durable Objects). */
+  stateDir: string;
   key: string;
   api(path: string, init?: { method?: string; json?: unknown; key?: string | null }): Promise<Response>;
   close(): Promise<void>;
@@ -32,11 +34,12 @@ export async function startService(env: NodeJS.ProcessEnv = {}): Promise<Service
   const port = await freePort();
   const key = "e2e-dev-key";
   const sandboxRoot = join(dir, "sandboxes");
+  const stateDir = join(dir, "state");
   const p = await startProcess(["scripts/start.ts"], /multishot ready at (http:\/\/127\.0\.0\.1:\d+)/, {
     env: {
       PORT: String(port),
       MULTISHOT_DEV_API_KEY: key,
-      MULTISHOT_STATE_DIR: join(dir, "state"),
+      MULTISHOT_STATE_DIR: stateDir,
       LOCAL_SANDBOX_ROOT: sandboxRoot,
       ...env,
     },
@@ -60,6 +63,7 @@ export async function startService(env: NodeJS.ProcessEnv = {}): Promise<Service
     url,
     localSandboxUrl,
     sandboxRoot,
+    stateDir,
     key,
     api,
     async close() {

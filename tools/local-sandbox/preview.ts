@@ -154,13 +154,18 @@ function prefixOf(url: URL): string {
   return url.pathname.split('/').slice(0, 4).join('/');
 }
 
+/** The sandbox and the real (remapped) port a preview request goes to. */
+async function resolveUpstream(app: App, req: IncomingMessage, url: URL): Promise<{ target: Target; port: number }> {
+  const target = resolveTarget(app, req, url);
+  return { target, port: await realPort(app, target.sandbox, target.port) };
+}
+
 export async function handlePreview(app: App, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
   app.counters.previewRequests++;
   let target: Target;
   let port: number;
   try {
-    target = resolveTarget(app, req, url);
-    port = await realPort(app, target.sandbox, target.port);
+    ({ target, port } = await resolveUpstream(app, req, url));
   } catch (err) {
     sendError(res, err);
     return;
@@ -196,8 +201,7 @@ export async function handlePreviewUpgrade(app: App, req: IncomingMessage, socke
   let target: Target;
   let port: number;
   try {
-    target = resolveTarget(app, req, url);
-    port = await realPort(app, target.sandbox, target.port);
+    ({ target, port } = await resolveUpstream(app, req, url));
   } catch (err) {
     const e = err instanceof DaytonaHttpError ? err : new DaytonaHttpError(500, String(err));
     const body = JSON.stringify(e.body());
