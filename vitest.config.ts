@@ -22,6 +22,7 @@ export default defineConfig({
                 // each attempt to its end (the pushed path is covered end to end under test/node).
                 PUBLIC_URL: "http://127.0.0.1:9",
                 MULTISHOT_DEV_API_KEY: "test-dev-key",
+                ADMIN_TOKEN: "test-admin-token",
                 MULTISHOT_SIGNING_SECRET: "test-signing-secret",
                 RETRY_BASE_MS: "200",
                 RETRY_CAP_MS: "1000",

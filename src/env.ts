@@ -23,6 +23,8 @@ export interface Env {
   PUBLIC_URL: string;
   /** Secret. Signs per-attempt ingest URLs. */
   MULTISHOT_SIGNING_SECRET?: string;
+  /** Secret. The operator's token: may create accounts (POST /api/accounts), nothing else. */
+  ADMIN_TOKEN?: string;
   /** Local mode only: a valid API key of the local account. */
   MULTISHOT_DEV_API_KEY?: string;
   /** Secret. Given to claude-code attempts (API-key mode). */

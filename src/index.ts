@@ -5,6 +5,7 @@ import { errorBody, handleError } from "./errors.ts";
 import type { AppEnv } from "./routes/app-types.ts";
 import { health } from "./routes/health.ts";
 import { ingest } from "./routes/ingest.ts";
+import { accounts, keys } from "./routes/keys.ts";
 import { rounds } from "./routes/rounds.ts";
 import { runs } from "./routes/runs.ts";
 import { transfer } from "./routes/transfer.ts";
@@ -14,8 +15,10 @@ export { RunCoordinator } from "./durable/run-coordinator.ts";
 
 export const app = new Hono<AppEnv>()
   .route("/", health)
-  .route("/api/runs", rounds)
+  .route("/api/keys", keys)
+  .route("/api/accounts", accounts)
   .route("/api/runs", runs)
+  .route("/api/runs", rounds)
   .route("/ingest", ingest)
   .route("/", transfer)
   .notFound((c) => c.json(errorBody("not_found", `no route for ${c.req.method} ${new URL(c.req.url).pathname}`), 404))

@@ -2,10 +2,10 @@
 import { and, desc, eq, lt, or } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import type { AttemptState, RoundState, RunState } from "../durable/store.ts";
-import { accounts, apiKeys, attempts, rounds, runs, type RunStatus } from "./schema.ts";
+import { accounts, apiKeys, attempts, idempotencyKeys, rounds, runs, type RunStatus } from "./schema.ts";
 
 export type Db = ReturnType<typeof db>;
-export const db = (d1: D1Database) => drizzle(d1, { schema: { accounts, apiKeys, runs, rounds, attempts } });
+export const db = (d1: D1Database) => drizzle(d1, { schema: { accounts, apiKeys, runs, rounds, attempts, idempotencyKeys } });
 
 export const LOCAL_ACCOUNT_ID = "acct_local";
 
@@ -14,16 +14,88 @@ export async function ensureLocalAccount(d: Db): Promise<string> {
   return LOCAL_ACCOUNT_ID;
 }
 
-/** The account owning an unrevoked key with this hash; records when the key was last used. */
-export async function accountForKeyHash(d: Db, hash: string): Promise<string | null> {
-  const row = await d
-    .select({ id: apiKeys.id, accountId: apiKeys.accountId, revokedAt: apiKeys.revokedAt })
+/** The keys with this visible prefix (the caller compares hashes timing-safely). */
+export async function keysWithPrefix(d: Db, prefix: string) {
+  return d
+    .select({ id: apiKeys.id, accountId: apiKeys.accountId, hash: apiKeys.hash, scopes: apiKeys.scopes, revokedAt: apiKeys.revokedAt })
     .from(apiKeys)
-    .where(eq(apiKeys.hash, hash))
+    .where(eq(apiKeys.prefix, prefix))
+    .all();
+}
+
+export async function touchKey(d: Db, id: string): Promise<void> {
+  await d.update(apiKeys).set({ lastUsedAt: Date.now() }).where(eq(apiKeys.id, id));
+}
+
+export async function createAccount(d: Db, id: string, name: string): Promise<void> {
+  await d.insert(accounts).values({ id, name });
+}
+
+export async function insertKey(
+  d: Db,
+  k: { id: string; accountId: string; name: string; prefix: string; hash: string; scopes: string },
+): Promise<void> {
+  await d.insert(apiKeys).values(k);
+}
+
+export async function listKeys(d: Db, accountId: string) {
+  return d
+    .select({
+      id: apiKeys.id,
+      name: apiKeys.name,
+      prefix: apiKeys.prefix,
+      scopes: apiKeys.scopes,
+      createdAt: apiKeys.createdAt,
+      lastUsedAt: apiKeys.lastUsedAt,
+      revokedAt: apiKeys.revokedAt,
+    })
+    .from(apiKeys)
+    .where(eq(apiKeys.accountId, accountId))
+    .orderBy(desc(apiKeys.createdAt))
+    .all();
+}
+
+/** Revokes one of the account's keys; false when the account has no such key. */
+export async function revokeKey(d: Db, accountId: string, id: string, now: number): Promise<boolean> {
+  const row = await d
+    .update(apiKeys)
+    .set({ revokedAt: now })
+    .where(and(eq(apiKeys.id, id), eq(apiKeys.accountId, accountId)))
+    .returning({ id: apiKeys.id })
     .get();
-  if (!row || row.revokedAt !== null) return null;
-  await d.update(apiKeys).set({ lastUsedAt: Date.now() }).where(eq(apiKeys.id, row.id));
-  return row.accountId;
+  return Boolean(row);
+}
+
+// ---- Idempotency-Key ----
+
+export async function idempotencyRecord(d: Db, accountId: string, key: string) {
+  return d
+    .select()
+    .from(idempotencyKeys)
+    .where(and(eq(idempotencyKeys.accountId, accountId), eq(idempotencyKeys.key, key)))
+    .get();
+}
+
+/** Claims the key for a request being answered; false when another request holds it already. */
+export async function claimIdempotencyKey(d: Db, accountId: string, key: string, route: string, requestHash: string): Promise<boolean> {
+  const row = await d
+    .insert(idempotencyKeys)
+    .values({ accountId, key, route, requestHash })
+    .onConflictDoNothing()
+    .returning({ key: idempotencyKeys.key })
+    .get();
+  return Boolean(row);
+}
+
+export async function settleIdempotencyKey(d: Db, accountId: string, key: string, status: number, response: string): Promise<void> {
+  await d
+    .update(idempotencyKeys)
+    .set({ status, response })
+    .where(and(eq(idempotencyKeys.accountId, accountId), eq(idempotencyKeys.key, key)));
+}
+
+export async function releaseIdempotencyKey(d: Db, accountId: string, key: string): Promise<void> {
+  await d.delete(idempotencyKeys).where(and(eq(idempotencyKeys.accountId, accountId), eq(idempotencyKeys.key, key)));
 }
 
 export async function runOwner(d: Db, runId: string): Promise<string | null> {

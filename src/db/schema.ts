@@ -24,6 +24,7 @@ export const apiKeys = sqliteTable(
     accountId: text("account_id")
       .notNull()
       .references(() => accounts.id),
+    name: text("name").notNull().default(""),
     prefix: text("prefix").notNull(),
     hash: text("hash").notNull(),
     scopes: text("scopes").notNull().default("runs:read runs:write"),
@@ -31,7 +32,26 @@ export const apiKeys = sqliteTable(
     lastUsedAt: integer("last_used_at", { mode: "number" }),
     revokedAt: integer("revoked_at", { mode: "number" }),
   },
-  (t) => [uniqueIndex("api_keys_hash").on(t.hash)],
+  (t) => [uniqueIndex("api_keys_hash").on(t.hash), index("api_keys_prefix").on(t.prefix)],
+);
+
+/**
+ * Idempotency-Key: the first answer to a creating POST, replayed for the same key within 24 hours.
+ * A row without a status is a request still being answered.
+ */
+export const idempotencyKeys = sqliteTable(
+  "idempotency_keys",
+  {
+    accountId: text("account_id").notNull(),
+    key: text("key").notNull(),
+    /** `METHOD path` and a hash of the body: the same key with another request is refused. */
+    route: text("route").notNull(),
+    requestHash: text("request_hash").notNull(),
+    status: integer("status"),
+    response: text("response"),
+    createdAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.accountId, t.key] })],
 );
 
 export type RunStatus = "running" | "succeeded" | "failed" | "cancelled";

@@ -1,4 +1,13 @@
 import type { Env } from "../env.ts";
+import type { Scope } from "../keys.ts";
 
-/** What every route sees: the bindings, and for /api routes the authenticated account. */
-export type AppEnv = { Bindings: Env; Variables: { accountId: string } };
+/** What every route sees: the bindings, and for /api routes the authenticated caller. */
+export type AppEnv = {
+  Bindings: Env;
+  Variables: {
+    accountId: string;
+    scopes: Scope[];
+    /** The caller used ADMIN_TOKEN: an operator, not an account. */
+    operator: boolean;
+  };
+};

@@ -5,7 +5,7 @@ import { tarballKey, type Outcome } from "../durable/run-coordinator.ts";
 import { ApiError, notFound } from "../errors.ts";
 import { roundRequestSchema, winnerRequestSchema } from "../run-request.ts";
 import type { AppEnv } from "./app-types.ts";
-import { requireApiKey } from "./auth.ts";
+import { idempotent } from "./idempotency.ts";
 import { intParam, jsonBody } from "./validate.ts";
 
 export const coordinator = (env: AppEnv["Bindings"], runId: string) =>
@@ -24,17 +24,17 @@ export function unwrap<T>(outcome: Outcome<T>): T {
   return outcome.ok;
 }
 
+// Mounted after `runs`, whose middleware (API key, scopes) covers these routes too.
 export const rounds = new Hono<AppEnv>()
-  .use("*", requireApiKey)
 
-  .post("/:id/rounds/:round/winner", async (c) => {
+  .post("/:id/rounds/:round/winner", idempotent, async (c) => {
     const id = await ownedRun(c);
     const round = intParam(c, "round");
     const { attempt } = await jsonBody(c, winnerRequestSchema);
     return c.json(unwrap(await coordinator(c.env, id).pickWinner(round, attempt)), 202);
   })
 
-  .post("/:id/rounds", async (c) => {
+  .post("/:id/rounds", idempotent, async (c) => {
     const id = await ownedRun(c);
     const req = await jsonBody(c, roundRequestSchema);
     return c.json(unwrap(await coordinator(c.env, id).startRound(req)), 202);

@@ -9,15 +9,17 @@ import { ApiError, notFound } from "../errors.ts";
 import { runRequestSchema } from "../run-request.ts";
 import type { AppEnv } from "./app-types.ts";
 import { coordinator, ownedRun } from "./rounds.ts";
-import { requireApiKey } from "./auth.ts";
+import { requireApiKey, requireRunScope } from "./auth.ts";
+import { idempotent } from "./idempotency.ts";
 import { intParam, jsonBody } from "./validate.ts";
 
 const RUN_STATUSES: RunStatus[] = ["running", "succeeded", "failed", "cancelled"];
 
 export const runs = new Hono<AppEnv>()
   .use("*", requireApiKey)
+  .use("*", requireRunScope)
 
-  .post("/", async (c) => {
+  .post("/", idempotent, async (c) => {
     const request = await jsonBody(c, runRequestSchema);
     let baseWinner;
     if (request.base && "run" in request.base) {

@@ -2,6 +2,8 @@
 // agent, and a 4-attempt run completes with every runner report pushed to the Worker.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunView } from "../../src/durable/view.ts";
+import { execFileSync } from "node:child_process";
+import { ROOT } from "../support/processes.ts";
 import { startService, type Service } from "../support/service.ts";
 
 let service: Service;
@@ -56,6 +58,17 @@ describe("npm start", () => {
         { timeout: 15_000 },
       )
       .toBe(0);
+  });
+
+  it("accepts a key bootstrapped with npm run create-key", async () => {
+    const out = execFileSync("npm", ["run", "--silent", "create-key", "--", "--account", "ops", "--scopes", "runs:read", "--persist-to", service.stateDir], {
+      cwd: ROOT,
+      encoding: "utf8",
+    });
+    const key = /^key (msk_\S+)$/m.exec(out)?.[1];
+    expect(key).toBeTruthy();
+    expect((await service.api("/api/runs", { key })).status).toBe(200);
+    expect((await service.api("/api/runs", { method: "POST", json: { prompt: "x" }, key })).status).toBe(403);
   });
 
   it("keeps secrets out of API answers", async () => {

@@ -1,26 +1,16 @@
 // The runs API refuses what it cannot accept with a clear JSON error, and keeps accounts apart.
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { sha256Hex } from "../../src/crypto.ts";
-import { api, startRun } from "./helpers.ts";
+import { ADMIN_TOKEN, api, startRun } from "./helpers.ts";
 
 async function error(res: Response) {
   return { status: res.status, body: (await res.json()) as { error: { code: string; message: string } } };
 }
 
 async function otherAccountKey(): Promise<string> {
-  const key = `other-${crypto.randomUUID()}`;
-  const account = `acct_${crypto.randomUUID().slice(0, 8)}`;
-  await env.DB.batch([
-    env.DB.prepare("INSERT INTO accounts (id, name) VALUES (?, 'other')").bind(account),
-    env.DB.prepare("INSERT INTO api_keys (id, account_id, prefix, hash) VALUES (?, ?, ?, ?)").bind(
-      `key_${account}`,
-      account,
-      key.slice(0, 8),
-      await sha256Hex(key),
-    ),
-  ]);
-  return key;
+  const res = await api("/api/accounts", { method: "POST", json: { name: "other" }, key: ADMIN_TOKEN });
+  expect(res.status).toBe(201);
+  return ((await res.json()) as { key: { key: string } }).key.key;
 }
 
 describe("the runs API", () => {

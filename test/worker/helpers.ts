@@ -6,6 +6,7 @@ import { expect } from "vitest";
 import type { RunView } from "../../src/durable/view.ts";
 
 export const DEV_KEY = "test-dev-key";
+export const ADMIN_TOKEN = "test-admin-token";
 
 export function api(path: string, init: RequestInit & { key?: string | null; json?: unknown } = {}): Promise<Response> {
   const headers = new Headers(init.headers);

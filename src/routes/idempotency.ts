@@ -1,0 +1,50 @@
+// Idempotency-Key on creating POSTs: the same key within 24 hours answers the first answer again (with
+// `idempotent-replayed: true`) and creates nothing. The same key with another request is refused; a
+// key whose first request is still being answered gets 409. Server errors free the key for a retry.
+import { createMiddleware } from "hono/factory";
+import { sha256Hex } from "../crypto.ts";
+import { claimIdempotencyKey, db, idempotencyRecord, releaseIdempotencyKey, settleIdempotencyKey } from "../db/queries.ts";
+import { ApiError } from "../errors.ts";
+import type { AppEnv } from "./app-types.ts";
+
+const TTL_MS = 24 * 60 * 60_000;
+
+export const idempotent = createMiddleware<AppEnv>(async (c, next) => {
+  const key = c.req.header("idempotency-key");
+  if (key === undefined) return next();
+  if (!/^[\x21-\x7e]{1,255}$/.test(key)) {
+    throw new ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 255 visible ASCII characters");
+  }
+  const d = db(c.env.DB);
+  const accountId = c.get("accountId");
+  const route = `${c.req.method} ${new URL(c.req.url).pathname}`;
+  const requestHash = await sha256Hex(`${route}\n${await c.req.text()}`);
+
+  let record = await idempotencyRecord(d, accountId, key);
+  if (record && Date.now() - record.createdAt > TTL_MS) {
+    await releaseIdempotencyKey(d, accountId, key);
+    record = undefined;
+  }
+  if (!record && !(await claimIdempotencyKey(d, accountId, key, route, requestHash))) record = await idempotencyRecord(d, accountId, key);
+  if (record) {
+    if (record.requestHash !== requestHash) {
+      throw new ApiError(422, "idempotency_key_reused", "this Idempotency-Key was used for a different request");
+    }
+    if (record.status === null || record.response === null) {
+      throw new ApiError(409, "idempotency_in_progress", "a request with this Idempotency-Key is still being answered");
+    }
+    return new Response(record.response, {
+      status: record.status,
+      headers: { "content-type": "application/json", "idempotent-replayed": "true" },
+    });
+  }
+
+  try {
+    await next();
+  } catch (err) {
+    await releaseIdempotencyKey(d, accountId, key);
+    throw err;
+  }
+  if (c.res.status >= 500) await releaseIdempotencyKey(d, accountId, key);
+  else await settleIdempotencyKey(d, accountId, key, c.res.status, await c.res.clone().text());
+});
