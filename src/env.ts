@@ -29,6 +29,8 @@ export interface Env {
   MULTISHOT_DEV_API_KEY?: string;
   /** Secret. Given to claude-code attempts (API-key mode). */
   ANTHROPIC_API_KEY?: string;
+  /** Secret. OAuth-token mode for claude-code: passed to the agent process in its sandbox. */
+  CLAUDE_CODE_OAUTH_TOKEN?: string;
   /** Optional: where claude-code attempts send model calls (a gateway or a local fake). */
   ANTHROPIC_BASE_URL?: string;
 

@@ -9,6 +9,11 @@ import { describeSandboxError } from "./sandbox/errors.ts";
 
 /** Sandboxes younger than this are left alone: their attempt may not be mirrored to D1 yet. */
 const GRACE_MS = 10 * 60_000;
+/**
+ * A sandbox whose attempt D1 does not know is deleted only when this old: it may belong to another
+ * deployment sharing the Daytona organization, or to an attempt whose mirror is lagging.
+ */
+const UNKNOWN_GRACE_MS = 24 * 60 * 60_000;
 
 export interface SweepReport {
   seen: number;
@@ -31,8 +36,9 @@ export async function sweepSandboxes(env: Env, now = Date.now()): Promise<SweepR
       .from(attempts)
       .where(and(eq(attempts.runId, runId ?? ""), eq(attempts.round, Number(round)), eq(attempts.number, Number(number))))
       .get();
-    // Unknown attempts, and attempts that failed or were cancelled, have no use for a sandbox.
+    // Attempts that failed or were cancelled have no use for a sandbox; unknown ones, after a day.
     if (row && row.status !== "failed" && row.status !== "cancelled") continue;
+    if (!row && sb.createdAt && now - Date.parse(sb.createdAt) < UNKNOWN_GRACE_MS) continue;
     try {
       await sandboxes.delete(sb.id);
       report.deleted.push(sb.id);

@@ -12,7 +12,7 @@
 //   [fixtures]        also writes what a workspace tarball must carry faithfully: a binary file, an
 //                     executable, a symlink, an empty directory, a non-ASCII name, and node_modules
 //   [add-only]        writes one new file, added-r<round>-a<attempt>.txt, and nothing else
-import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 
 const VERSION = "1.0.0 (multishot demo agent)";
@@ -25,7 +25,9 @@ const arg = (name) => {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : undefined;
 };
-const prompt = arg("-p") ?? arg("--print") ?? "";
+// Like `claude -p`: the prompt is the argument after the options, or stdin when there is none.
+const positional = args.filter((a, i) => !a.startsWith("-") && !["--output-format", "--max-turns", "--model"].includes(args[i - 1] ?? ""));
+const prompt = positional[0] ?? (process.stdin.isTTY ? "" : readFileSync(0, "utf8"));
 const model = arg("--model") ?? "demo-1";
 const maxTurns = Number(arg("--max-turns") ?? 50);
 if (!prompt) {

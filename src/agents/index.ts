@@ -22,8 +22,13 @@ export interface AgentDefinition {
   installScript(): string;
   /** The command that runs the agent in the workspace, reading the prompt from $MS_DIR/prompt.txt. */
   command(opts: { maxTurns: number; model?: string }): string;
-  /** Environment for the sandbox. Holds credentials: never stored or shown by multishot. */
+  /** Environment for the whole sandbox: settings only, never a credential. */
   sandboxEnv(env: Env): Record<string, string>;
+  /**
+   * Credentials for the agent process alone, exported in its job script (not in the sandbox's env, so
+   * install, seed, collect and verify never see them).
+   */
+  agentSecrets(env: Env): Record<string, string>;
 }
 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -49,16 +54,20 @@ fi
 hash -r
 claude --version || { echo "claude is not on PATH after npm install"; exit 1; }
 `,
+  // The prompt goes in on stdin: never parsed as an option, never limited by the argument size.
   command: ({ maxTurns, model }) =>
-    `export PATH="$HOME/.local/bin:$PATH"; claude -p "$(cat ${MS_DIR}/prompt.txt)" --output-format stream-json --verbose ` +
-    `--dangerously-skip-permissions --max-turns ${maxTurns}${model ? ` --model ${quote(model)}` : ""}`,
+    `export PATH="$HOME/.local/bin:$PATH"; claude -p --output-format stream-json --verbose ` +
+    `--dangerously-skip-permissions --max-turns ${maxTurns}${model ? ` --model ${quote(model)}` : ""} < "${MS_DIR}/prompt.txt"`,
   sandboxEnv: (env) => ({
     IS_SANDBOX: "1",
     CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
     DISABLE_TELEMETRY: "1",
     DISABLE_AUTOUPDATER: "1",
-    ...(env.ANTHROPIC_API_KEY ? { ANTHROPIC_API_KEY: env.ANTHROPIC_API_KEY } : {}),
     ...(env.ANTHROPIC_BASE_URL ? { ANTHROPIC_BASE_URL: env.ANTHROPIC_BASE_URL, NO_PROXY: "127.0.0.1,localhost" } : {}),
+  }),
+  agentSecrets: (env) => ({
+    ...(env.ANTHROPIC_API_KEY ? { ANTHROPIC_API_KEY: env.ANTHROPIC_API_KEY } : {}),
+    ...(env.CLAUDE_CODE_OAUTH_TOKEN ? { CLAUDE_CODE_OAUTH_TOKEN: env.CLAUDE_CODE_OAUTH_TOKEN } : {}),
   }),
 };
 
@@ -71,9 +80,10 @@ install -m 755 "${MS_DIR}/demo-agent.mjs" "${MS_DIR}/bin/multishot-demo-agent"
 "${MS_DIR}/bin/multishot-demo-agent" --version
 `,
   command: ({ maxTurns, model }) =>
-    `"${MS_DIR}/bin/multishot-demo-agent" -p "$(cat ${MS_DIR}/prompt.txt)" --output-format stream-json --verbose ` +
-    `--max-turns ${maxTurns}${model ? ` --model ${quote(model)}` : ""}`,
+    `"${MS_DIR}/bin/multishot-demo-agent" -p --output-format stream-json --verbose ` +
+    `--max-turns ${maxTurns}${model ? ` --model ${quote(model)}` : ""} < "${MS_DIR}/prompt.txt"`,
   sandboxEnv: () => ({}),
+  agentSecrets: () => ({}),
 };
 
 export const AGENTS: Record<AgentKind, AgentDefinition> = { "claude-code": claudeCode, demo };

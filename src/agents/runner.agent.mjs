@@ -35,8 +35,10 @@ for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"]) {
   });
 }
 
-const MAX_LINE = 64 * 1024;
+const MAX_LINE = 60 * 1024;
+const MAX_BATCH_BYTES = 600 * 1024;
 let pending = [];
+let pendingBytes = 0;
 let partial = "";
 let seq = 0;
 let sending = Promise.resolve();
@@ -61,6 +63,7 @@ function flush() {
   if (pending.length === 0) return sending;
   const lines = pending;
   pending = [];
+  pendingBytes = 0;
   const body = { job, try: Number(jobTry), kind: "output", seq: seq++, lines };
   sending = sending.then(() => post(body, 2));
   return sending;
@@ -75,8 +78,15 @@ child.stdout.on("data", (chunk) => {
   const text = partial + chunk.toString("utf8");
   const lines = text.split("\n");
   partial = lines.pop() ?? "";
-  for (const line of lines) if (line.trim()) pending.push(line.length > MAX_LINE ? line.slice(0, MAX_LINE) : line);
-  if (pending.length >= 50) flush();
+  for (const line of lines) {
+    if (!line.trim()) continue;
+    // An over-long line is not stream-json the Worker could use; the full log stays in the sandbox.
+    if (line.length > MAX_LINE) continue;
+    pendingBytes += line.length;
+    pending.push(line);
+    // Stay well under the ingest route's 1 MB body limit.
+    if (pending.length >= 50 || pendingBytes >= MAX_BATCH_BYTES) flush();
+  }
 });
 child.stderr.on("data", (chunk) => {
   appendFileSync(file("err"), chunk);
@@ -87,7 +97,7 @@ child.on("close", async (code, signal) => {
   const exitCode = code ?? 128 + (signal === "SIGKILL" ? 9 : 15);
   writeFileSync(file("exit"), String(exitCode));
   if (timer) clearInterval(timer);
-  if (stream && partial.trim()) pending.push(partial.slice(0, MAX_LINE));
+  if (stream && partial.trim() && partial.length <= MAX_LINE) pending.push(partial);
   await flush();
   // A few quick tries only: the job is not over for the Worker's poll until this process exits.
   await post({ job, try: Number(jobTry), kind: "exit", exitCode, signal: signal ?? null }, 4);

@@ -20,12 +20,13 @@ export function seedScript(req: RunRequest, round: number, source: SeedSource): 
   if (source.kind === "winner") {
     // Streamed from R2 straight into tar; the bytes are hashed on the way and checked against the
     // SHA-256 recorded when the winner was packed.
-    fill = `exec 3> >(sha256sum | cut -d' ' -f1 > "${MS_DIR}/base.sha256")
-hashpid=$!
-curl -fsS --retry 3 --retry-delay 1 ${shellQuote(source.url)} | tee /dev/fd/3 | tar -xzf - --no-same-owner -C "${WORKSPACE}"
-exec 3>&-
-wait "$hashpid" 2>/dev/null || true
-got=$(cat "${MS_DIR}/base.sha256")
+    fill = `rm -f "${MS_DIR}/base.sha256"
+curl -fsS --retry 3 --retry-delay 1 ${shellQuote(source.url)} \
+  | tee >(sha256sum | cut -d' ' -f1 > "${MS_DIR}/base.sha256.tmp" && mv "${MS_DIR}/base.sha256.tmp" "${MS_DIR}/base.sha256") \
+  | tar -xzf - --no-same-owner -C "${WORKSPACE}"
+# The hash is written by a process substitution that may finish a moment after tar.
+for i in $(seq 1 300); do [ -s "${MS_DIR}/base.sha256" ] && break; sleep 0.1; done
+got=$(cat "${MS_DIR}/base.sha256" 2>/dev/null || echo none)
 if [ "$got" != "${source.sha256}" ]; then echo "the winner's tarball is corrupt: sha256 $got, expected ${source.sha256}"; exit 1; fi
 echo "seeded from round ${source.fromRound}'s winner (attempt ${source.winnerAttempt}), sha256 $got"`;
   } else if (req.base && "git" in req.base) {
@@ -57,10 +58,12 @@ echo "base $(cat "${MS_DIR}/base-commit")"
  * SHA-256 are measured on the way and sent with the completion. The Worker streams every part into an R2
  * multipart upload, which becomes visible only when completed.
  */
-export function packScript(req: RunRequest, upload: string, partBytes: number): string {
+export function packScript(req: RunRequest, upload: string, partBytes: number, packTry: number): string {
   const excludes = req.excludes.map((e) => `--exclude=${shellQuote(e)}`).join(" ");
   return `set -euo pipefail
-out="${MS_DIR}/pack"
+# A folder per try: a failed try's stragglers never count toward this one.
+rm -rf "${MS_DIR}"/pack-*
+out="${MS_DIR}/pack-${packTry}"
 rm -rf "$out"
 mkdir -p "$out"
 export UPLOAD=${shellQuote(upload)} OUT="$out"
@@ -79,16 +82,18 @@ touch "$OUT/uploading.$n"
        -T "$f" "$UPLOAD/parts/$n" > /dev/null 2> "$OUT/error.$n"; then
     rm -f "$OUT/error.$n"
   fi
-  rm -f "$f" "$OUT/uploading.$n"
+  rm -f "$f"
   echo "$n" >> "$OUT/done"
+  rm -f "$OUT/uploading.$n"
 ) &
 PART
 tar --create --gzip ${excludes} -C "${WORKSPACE}" . \
-  | tee >(sha256sum | cut -d' ' -f1 > "$out/sha256") >(wc -c > "$out/size") \
+  | tee >(sha256sum | cut -d' ' -f1 > "$out/sha256.tmp" && mv "$out/sha256.tmp" "$out/sha256") \
+        >(wc -c > "$out/size.tmp" && mv "$out/size.tmp" "$out/size") \
   | split --bytes=${partBytes} --numeric-suffixes=1 --suffix-length=5 --filter='bash "$OUT/put-part.sh"' - "$out/p."
 while [ "$(ls "$out"/uploading.* 2>/dev/null | wc -l)" -gt 0 ]; do sleep 0.05; done
 n=$(wc -l < "$out/done")
-for i in 1 2 3 4 5 6 7 8 9 10; do [ -s "$out/sha256" ] && [ -s "$out/size" ] && break; sleep 0.1; done
+for i in $(seq 1 600); do [ -s "$out/sha256" ] && [ -s "$out/size" ] && break; sleep 0.1; done
 if ls "$out"/error.* > /dev/null 2>&1; then cat "$out"/error.*; exit 1; fi
 size=$(tr -d ' ' < "$out/size")
 sha=$(cat "$out/sha256")
@@ -99,8 +104,12 @@ echo "packed $size bytes in $n parts, sha256 $sha"
 `;
 }
 
-export function agentScript(req: RunRequest, maxTurns: number, model: string | undefined): string {
+export function agentScript(req: RunRequest, maxTurns: number, model: string | undefined, secrets: Record<string, string>): string {
+  const exports = Object.entries(secrets)
+    .map(([k, v]) => `export ${k}=${shellQuote(v)}`)
+    .join("\n");
   return `cd "${WORKSPACE}"
+${exports}
 ${AGENTS[req.agent].command(model ? { maxTurns, model } : { maxTurns })}
 `;
 }
@@ -110,11 +119,14 @@ ${AGENTS[req.agent].command(model ? { maxTurns, model } : { maxTurns })}
  * runs the verify command (after the diff, so build outputs of the check never count as changes).
  */
 export function collectScript(req: RunRequest): string {
+  // The verify command is the user's own script (jobs/verify.sh), run by its own bash: its syntax and
+  // options never mix with ours.
   const verify = req.verify
-    ? `( ${req.verify} ) > "${MS_DIR}/verify.out" 2>&1 < /dev/null
+    ? `set +e
+bash "${MS_DIR}/jobs/verify.sh" > "${MS_DIR}/verify.out" 2>&1 < /dev/null
 echo $? > "${MS_DIR}/verify.exit"`
     : `rm -f "${MS_DIR}/verify.exit" "${MS_DIR}/verify.out"`;
-  return `set -uo pipefail
+  return `set -euo pipefail
 cd "${WORKSPACE}"
 base=$(cat "${MS_DIR}/base-commit")
 git add -A
@@ -122,6 +134,12 @@ git diff --cached --binary "$base" > "${MS_DIR}/diff.patch"
 git diff --cached --numstat "$base" > "${MS_DIR}/diff.numstat"
 ${verify}
 exit 0
+`;
+}
+
+export function verifyScript(req: RunRequest): string {
+  return `cd "${WORKSPACE}"
+${req.verify ?? "true"}
 `;
 }
 

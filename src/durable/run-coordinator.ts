@@ -22,6 +22,7 @@ import {
   type RoundRequest,
   type RunRequest,
 } from "../run-request.ts";
+import { redactDeep, redactorFor, type Redact } from "../redact.ts";
 import { Sandboxes, type SandboxSpec } from "../sandbox/client.ts";
 import { describeSandboxError, isRetryableSandboxError, isSandboxGone } from "../sandbox/errors.ts";
 import {
@@ -32,6 +33,7 @@ import {
   jobMarker,
   packScript,
   seedScript,
+  verifyScript,
   type SeedSource,
 } from "./jobs.ts";
 import { backoffMs, retryPolicy } from "./retry.ts";
@@ -53,6 +55,8 @@ import { toRunView, type RunView } from "./view.ts";
 const SESSION = "multishot";
 /** How long a step may hold its timer before another wake-up may try it again (a crash mid-step). */
 const STEP_LEASE_MS = 10_000;
+/** How often a running alarm looks for newly due timers while steps are in flight. */
+const ALARM_TICK_MS = 250;
 /** Jobs other than the agent get this long before they are killed. */
 const SETUP_JOB_MINUTES = 20;
 /** Idle minutes before Daytona stops a sandbox, and minutes stopped before it deletes it. */
@@ -60,6 +64,8 @@ const AUTO_STOP_MINUTES = 15;
 const AUTO_DELETE_MINUTES = 24 * 60;
 /** How long a next round's download URL for its base tarball stays good. */
 const DOWNLOAD_URL_TTL_MS = 6 * 60 * 60_000;
+/** How long one try at packing and uploading a winner may take. */
+const PACK_MINUTES = 60;
 /** How long a winner's upload URL stays good. */
 const UPLOAD_URL_TTL_MS = 6 * 60 * 60_000;
 /** The most of a patch or log kept in R2 per attempt. */
@@ -106,9 +112,12 @@ export class RunCoordinator extends DurableObject<Env> {
   private readonly poked = new Set<string>();
   private mirrorChain: Promise<void> = Promise.resolve();
 
+  private readonly redact: Redact;
+
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.store = new RunStore(ctx.storage);
+    this.redact = redactorFor(env);
   }
 
   private get sandboxes(): Sandboxes {
@@ -163,9 +172,14 @@ export class RunCoordinator extends DurableObject<Env> {
     for (const a of this.store.getAttempts()) {
       if (!FINAL.has(a.status)) this.finish(a, "cancelled", reason);
       // A cancelled run keeps no sandbox, not even those of finished attempts.
-      else if (a.sandboxId && !a.cleanupPending && a.status === "done") {
-        this.commit(a, { cleanupPending: true });
-        this.store.schedule(attemptKey(a.round, a.number), Date.now());
+      else this.release(a);
+    }
+    // A winner still being packed will not be: its sandbox is going.
+    for (const r of this.store.getRounds()) {
+      if (r.winnerStatus === "packing") {
+        this.putRound({ ...r, winnerStatus: "failed", winnerError: reason });
+        this.store.unschedule(winnerKey(r.number));
+        if (r.pack?.uploadId) this.ctx.waitUntil(this.abortUpload(r.number, r.pack.uploadId));
       }
     }
     await this.afterChange();
@@ -198,7 +212,7 @@ export class RunCoordinator extends DurableObject<Env> {
     if (winner.status !== "done") {
       return refuse(409, "attempt_not_done", `attempt ${attemptNo} is ${winner.status}, only a done attempt can win`);
     }
-    if (!winner.sandboxId || winner.cleanupPending) {
+    if (!winner.sandboxId || winner.cleanupPending || winner.sandboxDeleted) {
       return refuse(409, "workspace_gone", `attempt ${attemptNo}'s sandbox is gone, so its workspace cannot be packed`);
     }
     this.choose(round, winner);
@@ -263,6 +277,7 @@ export class RunCoordinator extends DurableObject<Env> {
     );
     if (object.size !== claim.size) return refuse(409, "size_mismatch", `R2 holds ${object.size} bytes, not ${claim.size}`);
     const round = this.store.getRound(roundNo)!;
+    if (round.winnerStatus !== "packing" || round.pack?.try !== packTry) return refuse(410, "gone", "this upload is not the current one");
     this.putRound({
       ...round,
       winnerStatus: "stored",
@@ -323,7 +338,9 @@ export class RunCoordinator extends DurableObject<Env> {
           );
         }
         if (running.size === 0) break;
-        await Promise.race(running.values());
+        // Wake when a step ends, or after a short tick, so that a slow step (a create, a long read)
+        // never holds back a report or a cancel that made another attempt's step due.
+        await Promise.race([...running.values(), new Promise((r) => setTimeout(r, ALARM_TICK_MS))]);
         void this.mirror();
       }
     } finally {
@@ -419,6 +436,11 @@ export class RunCoordinator extends DurableObject<Env> {
     const reason = describeSandboxError(err);
     if (isSandboxGone(err) && a.sandboxId) {
       this.fail(a, `the sandbox disappeared while ${a.status.replace(/_/g, " ")}: ${reason}`);
+    } else if (isRetryableSandboxError(err) && a.job === JOB_OF[a.status]) {
+      // A job is (being) started: a failed poll or read says nothing about the job itself. Look again
+      // later; starting it again would run it twice. Its deadline bounds how long this can go on.
+      this.event(a.round, a.number, "sandbox.unreachable", { reason });
+      this.store.schedule(attemptKey(a.round, a.number), Date.now() + Math.max(retryPolicy(this.env).pollMs, backoffMs(retryPolicy(this.env), 0)));
     } else if (isRetryableSandboxError(err)) {
       this.retryOrFail(a, `${a.status.replace(/_/g, " ")}: ${reason}`);
     } else {
@@ -505,7 +527,8 @@ export class RunCoordinator extends DurableObject<Env> {
     const exitCode =
       reported?.exitCode ?? (await this.sandboxes.commandExitCode(sandboxId, SESSION, a.cmdId));
     if (exitCode === undefined) {
-      this.store.schedule(key, Date.now() + retryPolicy(this.env).pollMs);
+      // Unless the attempt changed meanwhile (a cancel, a deadline: they scheduled their own wake-up).
+      if (this.store.getAttempt(a.round, a.number)?.version === a.version) this.store.schedule(key, Date.now() + retryPolicy(this.env).pollMs);
       return;
     }
     if (!reported) this.event(a.round, a.number, "job.exit_polled", { job, exitCode });
@@ -528,6 +551,7 @@ export class RunCoordinator extends DurableObject<Env> {
             content: await this.jobScript(run.request, a, j),
           })),
         )),
+        { path: ".multishot/jobs/verify.sh", content: verifyScript(run.request) },
         ...AGENTS[run.request.agent].files(),
       ];
       await this.sandboxes.uploadFiles(sandboxId, files.map((f) => ({ path: `${homeDir}/${f.path}`, content: f.content })));
@@ -610,8 +634,8 @@ export class RunCoordinator extends DurableObject<Env> {
 
     const prefix = `runs/${run.id}/rounds/${a.round}/attempts/${a.number}`;
     await Promise.all([
-      this.env.ARTIFACTS.put(`${prefix}/diff.patch`, patch, { httpMetadata: { contentType: "text/x-diff" } }),
-      this.env.ARTIFACTS.put(`${prefix}/agent.log`, log, { httpMetadata: { contentType: "application/x-ndjson" } }),
+      this.env.ARTIFACTS.put(`${prefix}/diff.patch`, this.redact(patch), { httpMetadata: { contentType: "text/x-diff" } }),
+      this.env.ARTIFACTS.put(`${prefix}/agent.log`, this.redact(log), { httpMetadata: { contentType: "application/x-ndjson" } }),
     ]);
 
     const summary = this.agentSummary(a);
@@ -666,7 +690,7 @@ export class RunCoordinator extends DurableObject<Env> {
   }
 
   private putRound(round: RoundState): void {
-    this.store.putRound({ ...round, updatedAt: Date.now() });
+    this.store.putRound({ ...round, winnerError: round.winnerError && this.redact(round.winnerError), updatedAt: Date.now() });
   }
 
   /** Marks the winner, ends the round's other attempts and gives their sandboxes back. */
@@ -690,7 +714,7 @@ export class RunCoordinator extends DurableObject<Env> {
   /** Gives an ended attempt's sandbox back (deleted by its next step). */
   private release(a: AttemptState): void {
     const current = this.store.getAttempt(a.round, a.number);
-    if (!current || !current.sandboxId || current.cleanupPending) return;
+    if (!current || !current.sandboxId || current.cleanupPending || current.sandboxDeleted) return;
     this.commit(current, { cleanupPending: true });
     this.store.schedule(attemptKey(a.round, a.number), Date.now());
   }
@@ -710,6 +734,8 @@ export class RunCoordinator extends DurableObject<Env> {
     const sandboxId = winner.sandboxId!;
     try {
       if (!pack.uploadId) {
+        // A finished attempt's sandbox may have been stopped for idling since: start it again.
+        await this.sandboxes.ensureStarted(sandboxId);
         const upload = await this.env.ARTIFACTS.createMultipartUpload(tarballKey(run.id, roundNo), {
           httpMetadata: { contentType: "application/gzip" },
         });
@@ -717,7 +743,7 @@ export class RunCoordinator extends DurableObject<Env> {
         const url = await uploadUrl(this.env, run.id, roundNo, pack.try, Date.now() + UPLOAD_URL_TTL_MS);
         const homeDir = winner.homeDir ?? (await this.homeDir(sandboxId));
         await this.sandboxes.uploadFiles(sandboxId, [
-          { path: `${homeDir}/.multishot/jobs/pack.sh`, content: packScript(run.request, url, retryPolicy(this.env).partBytes) },
+          { path: `${homeDir}/.multishot/jobs/pack.sh`, content: packScript(run.request, url, retryPolicy(this.env).partBytes, pack.try) },
         ]);
         const report = await ingestUrl(this.env, run.id, roundNo, winner.number);
         const cmdId = await this.sandboxes.startCommand(sandboxId, SESSION, jobCommand("pack", pack.try, report));
@@ -726,26 +752,36 @@ export class RunCoordinator extends DurableObject<Env> {
         this.event(roundNo, winner.number, "winner.packing", { try: pack.try });
         return this.store.schedule(key, Date.now() + retryPolicy(this.env).pollMs);
       }
+      if (pack.startedAt !== null && Date.now() - pack.startedAt > PACK_MINUTES * 60_000) {
+        await this.sandboxes.deleteSession(sandboxId, SESSION).catch(() => {});
+        return await this.retryPack(roundNo, pack.try, `packing the winner took longer than ${PACK_MINUTES} minutes`);
+      }
       const reported = this.store.reportedExit(roundNo, winner.number, "pack", pack.try);
       const exitCode = reported?.exitCode ?? (pack.cmdId ? await this.sandboxes.commandExitCode(sandboxId, SESSION, pack.cmdId) : 1);
       if (exitCode === undefined) return this.store.schedule(key, Date.now() + retryPolicy(this.env).pollMs);
       if (this.store.getRound(roundNo)!.winnerStatus === "stored") return this.store.unschedule(key);
-      await this.retryPack(roundNo, `packing the winner failed (exit ${exitCode}): ${await this.jobTail(sandboxId, "pack")}`);
+      await this.retryPack(roundNo, pack.try, `packing the winner failed (exit ${exitCode}): ${await this.jobTail(sandboxId, "pack")}`);
     } catch (err) {
-      await this.retryPack(roundNo, `packing the winner failed: ${describeSandboxError(err)}`);
+      await this.retryPack(roundNo, pack.try, `packing the winner failed: ${describeSandboxError(err)}`);
     }
   }
 
-  private async retryPack(roundNo: number, reason: string): Promise<void> {
-    const round = this.store.getRound(roundNo)!;
-    const pack = round.pack!;
-    if (pack.uploadId) {
-      try {
-        await this.env.ARTIFACTS.resumeMultipartUpload(tarballKey(this.requireRun().id, roundNo), pack.uploadId).abort();
-      } catch (err) {
-        console.error("aborting a failed upload failed (R2 expires it)", err instanceof Error ? err.message : err);
-      }
+  private async abortUpload(roundNo: number, uploadId: string): Promise<void> {
+    try {
+      await this.env.ARTIFACTS.resumeMultipartUpload(tarballKey(this.requireRun().id, roundNo), uploadId).abort();
+    } catch (err) {
+      console.error("aborting a failed upload failed (R2 expires it)", err instanceof Error ? err.message : err);
     }
+  }
+
+  private async retryPack(roundNo: number, packTry: number, reason: string): Promise<void> {
+    const before = this.store.getRound(roundNo);
+    // Only the try that failed may be retried: the round may have been stored or moved on meanwhile.
+    if (!before || before.winnerStatus !== "packing" || before.pack?.try !== packTry) return;
+    if (before.pack.uploadId) await this.abortUpload(roundNo, before.pack.uploadId);
+    const round = this.store.getRound(roundNo)!;
+    if (round.winnerStatus !== "packing" || round.pack?.try !== packTry) return;
+    const pack = round.pack;
     const policy = retryPolicy(this.env);
     this.event(roundNo, round.winnerAttempt, "winner.pack_failed", { try: pack.try, reason });
     if (pack.retries >= policy.limit) {
@@ -784,7 +820,7 @@ export class RunCoordinator extends DurableObject<Env> {
         await Promise.all(strays.map((s) => this.sandboxes.delete(s.id)));
       }
       const current = this.store.getAttempt(a.round, a.number);
-      if (current) this.commit(current, { cleanupPending: false });
+      if (current) this.commit(current, { cleanupPending: false, sandboxDeleted: true });
       this.event(a.round, a.number, "sandbox.deleted", { sandboxId: a.sandboxId });
       this.store.unschedule(key);
     } catch (err) {
@@ -830,7 +866,7 @@ export class RunCoordinator extends DurableObject<Env> {
     const current = this.store.getAttempt(prev.round, prev.number);
     if (!current || current.version !== prev.version) return null;
     const now = Date.now();
-    const next: AttemptState = { ...current, ...patch, version: current.version + 1, updatedAt: now };
+    const next: AttemptState = { ...current, ...redactDeep(patch, this.redact), version: current.version + 1, updatedAt: now };
     if (patch.status && patch.status !== current.status) {
       next.timestamps = { ...current.timestamps, [patch.status]: now };
       this.event(prev.round, prev.number, "attempt.status", {
@@ -844,7 +880,7 @@ export class RunCoordinator extends DurableObject<Env> {
   }
 
   private event(round: number | null, attempt: number | null, type: string, data: unknown): void {
-    this.store.appendEvent({ at: Date.now(), round, attempt, type, data });
+    this.store.appendEvent({ at: Date.now(), round, attempt, type, data: redactDeep(data, this.redact) });
   }
 
   private recordAgentOutput(a: AttemptState, lines: string[]): void {
@@ -886,7 +922,7 @@ export class RunCoordinator extends DurableObject<Env> {
       case "seed":
         return seedScript(req, a.round, await this.seedSource(a.round));
       case "agent":
-        return agentScript(req, req.limits?.maxTurns ?? DEFAULT_MAX_TURNS, this.instructionsFor(a).model);
+        return agentScript(req, req.limits?.maxTurns ?? DEFAULT_MAX_TURNS, this.instructionsFor(a).model, AGENTS[req.agent].agentSecrets(this.env));
       case "collect":
         return collectScript(req);
     }

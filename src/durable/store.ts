@@ -103,6 +103,8 @@ export interface AttemptState {
   timestamps: Partial<Record<AttemptStatus, number>>;
   /** The sandbox must still be deleted (a delete that failed is tried again). */
   cleanupPending: boolean;
+  /** The sandbox was deleted (its id stays, for the record). */
+  sandboxDeleted?: boolean;
   /** The sandbox user's home, asked once. */
   homeDir: string | null;
   /** When the running job is killed and the attempt failed. */

@@ -31,6 +31,7 @@ export const transfer = new Hono<AppEnv>()
   .put("/upload/:run/:round/:try/:expires/:sig/parts/:n", async (c) => {
     const { stub, round, packTry } = await authorizeUpload(c);
     const n = intParam(c, "n");
+    if (n > 10_000) throw new ApiError(400, "invalid_parameter", "a part number is 1 to 10000");
     const length = Number(c.req.header("content-length"));
     if (!Number.isInteger(length) || length <= 0) throw new ApiError(411, "length_required", "send the part with a Content-Length");
     if (length > MAX_PART_BYTES) throw new ApiError(413, "part_too_large", `a part may be at most ${MAX_PART_BYTES} bytes`);
@@ -55,10 +56,13 @@ export const transfer = new Hono<AppEnv>()
     });
     const sized = new FixedLengthStream(length);
     const upload = c.env.ARTIFACTS.resumeMultipartUpload(target.key, target.uploadId);
-    const [part] = await Promise.all([
-      upload.uploadPart(n, sized.readable),
-      c.req.raw.body.pipeThrough(hashing).pipeTo(sized.writable),
-    ]);
+    let part: R2UploadedPart;
+    try {
+      [part] = await Promise.all([upload.uploadPart(n, sized.readable), c.req.raw.body.pipeThrough(hashing).pipeTo(sized.writable)]);
+    } catch (err) {
+      // The upload was aborted under us (a retry began), or the body broke off: either way, try again.
+      throw new ApiError(410, "gone", `part ${n} was not stored: ${err instanceof Error ? err.message : String(err)}`);
+    }
     const actual = toHex(await digest.digest);
     if (actual !== expected) throw new ApiError(422, "checksum_mismatch", `part ${n} arrived with sha256 ${actual}, not ${expected}`);
     if (!(await stub.recordPart(round, packTry, { part: n, etag: part.etag, size: length }))) {

@@ -103,6 +103,13 @@ export class Sandboxes {
     return { exitCode: res.exitCode, output: res.result ?? "" };
   }
 
+  /** Starts the sandbox if Daytona stopped it (auto-stop after idling). */
+  async ensureStarted(id: string): Promise<void> {
+    const sandbox = await this.get(id);
+    await sandbox.refreshData();
+    if (sandbox.state !== "started") await sandbox.start(120);
+  }
+
   async homeDir(id: string): Promise<string | undefined> {
     return (await this.get(id)).getUserHomeDir();
   }

@@ -99,7 +99,11 @@ describe("a run", () => {
     await injectFaults({ toolboxFailures: { count: 1, mode: "reset", match: "session/.*/exec" } });
     const id2 = await startRun({ prompt: "reset during install", attempts: 1, agent: "demo" });
     const run2 = await waitForRun(id2, settled);
-    expect(run2.rounds[0]!.attempts[0]).toMatchObject({ status: "done", retries: 1 });
+    // A reset while starting a job is not a failed job: the step looks again, and starts it once.
+    expect(run2.rounds[0]!.attempts[0]).toMatchObject({ status: "done", retries: 0 });
+    const evs = (await (await api(`/api/runs/${id2}/events`)).json()) as { events: { type: string; data: { job?: string } }[] };
+    expect(evs.events.some((e) => e.type === "sandbox.unreachable")).toBe(true);
+    expect(evs.events.filter((e) => e.type === "job.started").map((e) => e.data.job)).toEqual(["install", "seed", "agent", "collect"]);
     for (const r of [id, id2]) await api(`/api/runs/${r}/cancel`, { method: "POST" });
   });
 
@@ -137,6 +141,21 @@ describe("a run", () => {
     const sandboxes = await liveSandboxes(id);
     expect(sandboxes.length).toBe(3);
     expect(new Set(sandboxes.map((s) => s.labels["multishot-attempt"])).size).toBe(3);
+    await api(`/api/runs/${id}/cancel`, { method: "POST" });
+  });
+
+  it("records the verify command's result, with known secrets redacted from what is stored", async () => {
+    // A hostile or careless check that prints a secret the Worker holds (here the signing secret).
+    const id = await startRun({ prompt: "checked [fixtures]", attempts: 1, agent: "demo", verify: "echo leaked:$(printf 'test-signing-%s' secret) # not a comment in our script\nexit 3" });
+    const run = await waitForRun(id, settled);
+    const a = run.rounds[0]!.attempts[0]!;
+    expect(a.status).toBe("done");
+    expect(a.verify).toMatchObject({ passed: false, exitCode: 3 });
+    expect(a.verify!.outputTail).toContain("leaked:[redacted]");
+    const row = await env.DB.prepare("SELECT verify FROM attempts WHERE run_id = ?").bind(id).first<{ verify: string }>();
+    expect(row!.verify).toContain("leaked:[redacted]");
+    const stored = JSON.stringify(run) + row!.verify + (await (await api(`/api/runs/${id}/events`)).text());
+    expect(stored).not.toContain("test-signing-secret");
     await api(`/api/runs/${id}/cancel`, { method: "POST" });
   });
 
