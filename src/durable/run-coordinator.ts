@@ -55,6 +55,8 @@ import { toRunView, type RunView } from "./view.ts";
 const SESSION = "multishot";
 /** How long a step may hold its timer before another wake-up may try it again (a crash mid-step). */
 const STEP_LEASE_MS = 10_000;
+/** Tries at deleting an ended attempt's sandbox before leaving it to the scheduled sweep. */
+const CLEANUP_TRIES = 8;
 /** How often a running alarm looks for newly due timers while steps are in flight. */
 const ALARM_TICK_MS = 250;
 /** Jobs other than the agent get this long before they are killed. */
@@ -824,8 +826,19 @@ export class RunCoordinator extends DurableObject<Env> {
       this.event(a.round, a.number, "sandbox.deleted", { sandboxId: a.sandboxId });
       this.store.unschedule(key);
     } catch (err) {
-      console.error(`deleting the sandbox of ${key} failed; will retry`, describeSandboxError(err));
-      this.store.schedule(key, Date.now() + backoffMs(retryPolicy(this.env), 1));
+      // Backing off up to the cap; the scheduled sweep is the net behind this, so the object's alarm
+      // never spins on a delete that keeps failing.
+      const current = this.store.getAttempt(a.round, a.number);
+      const tries = (current?.cleanupTries ?? 0) + 1;
+      if (current) this.commit(current, { cleanupTries: tries });
+      const reason = describeSandboxError(err);
+      if (tries >= CLEANUP_TRIES) {
+        this.event(a.round, a.number, "sandbox.delete_failed", { sandboxId: a.sandboxId, reason, tries });
+        if (current) this.commit(this.store.getAttempt(a.round, a.number)!, { cleanupPending: false });
+        return this.store.unschedule(key);
+      }
+      console.error(`deleting the sandbox of ${key} failed; will retry`, reason);
+      this.store.schedule(key, Date.now() + backoffMs(retryPolicy(this.env), tries));
     }
   }
 
@@ -993,7 +1006,6 @@ function newAttempt(round: number, number: number, now: number): AttemptState {
     cmdId: null,
     jobStartedAt: null,
     jobExitCode: null,
-    lastReportAt: null,
     exitCode: null,
     error: null,
     retries: 0,

@@ -93,7 +93,6 @@ export interface AttemptState {
   cmdId: string | null;
   jobStartedAt: number | null;
   jobExitCode: number | null;
-  lastReportAt: number | null;
   exitCode: number | null;
   error: string | null;
   retries: number;
@@ -103,6 +102,8 @@ export interface AttemptState {
   timestamps: Partial<Record<AttemptStatus, number>>;
   /** The sandbox must still be deleted (a delete that failed is tried again). */
   cleanupPending: boolean;
+  /** Failed tries at deleting the sandbox so far. */
+  cleanupTries?: number;
   /** The sandbox was deleted (its id stays, for the record). */
   sandboxDeleted?: boolean;
   /** The sandbox user's home, asked once. */

@@ -3,6 +3,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunView } from "../../src/durable/view.ts";
 import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { ROOT } from "../support/processes.ts";
 import { startService, type Service } from "../support/service.ts";
 
@@ -58,6 +62,50 @@ describe("npm start", () => {
         { timeout: 15_000 },
       )
       .toBe(0);
+  });
+
+  it("starts from a git repository: cloned, checked out at the ref, and the diff is against it", async () => {
+    // A repository served over git's "dumb" HTTP protocol by a static file server.
+    const dir = mkdtempSync(join(tmpdir(), "multishot-git-"));
+    const git = (...args: string[]) => execFileSync("git", args, { cwd: join(dir, "src"), encoding: "utf8" });
+    mkdirSync(join(dir, "src"));
+    git("init", "-q", "-b", "main");
+    writeFileSync(join(dir, "src", "README.md"), "the upstream project\n");
+    writeFileSync(join(dir, "src", "index.html"), "<p>upstream</p>\n");
+    git("add", "-A");
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "upstream commit");
+    git("tag", "v1");
+    git("rm", "-q", "README.md");
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "after v1");
+    execFileSync("git", ["clone", "-q", "--bare", join(dir, "src"), join(dir, "repo.git")]);
+    execFileSync("git", ["update-server-info"], { cwd: join(dir, "repo.git") });
+    const server = createServer((req, res) => {
+      const path = join(dir, decodeURIComponent(new URL(req.url!, "http://x").pathname));
+      if (!path.startsWith(dir) || !existsSync(path) || statSync(path).isDirectory()) return res.writeHead(404).end();
+      res.end(readFileSync(path));
+    });
+    await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/repo.git`;
+    try {
+      const res = await service.api("/api/runs", { method: "POST", json: { prompt: "on top [add-only]", agent: "demo", attempts: 1, base: { git: url, ref: "v1" } } });
+      const { id } = (await res.json()) as { id: string };
+      const run = await waitForRun(id, (r) => r.status !== "running");
+      const a = run.rounds[0]!.attempts[0]!;
+      expect(a.error).toBeNull();
+      expect(a.diffStats).toEqual({ files: 1, additions: 1, deletions: 0 });
+      const ws = join(service.sandboxRoot, "sandboxes", a.sandboxId!, "home", "workspace");
+      expect(readFileSync(join(ws, "README.md"), "utf8")).toBe("the upstream project\n");
+      const log = execFileSync("git", ["log", "--format=%s"], { cwd: ws, encoding: "utf8" });
+      expect(log.trim().split("\n")).toEqual(["multishot: round 1 base", "upstream commit"]);
+      const bad = await service.api("/api/runs", { method: "POST", json: { prompt: "x", agent: "demo", attempts: 1, base: { git: url, ref: "no-such-ref" } } });
+      const badId = ((await bad.json()) as { id: string }).id;
+      const failed = await waitForRun(badId, (r) => r.status !== "running");
+      expect(failed.rounds[0]!.attempts[0]!.error).toContain("seeding the workspace failed");
+      for (const r of [id, badId]) await service.api(`/api/runs/${r}/cancel`, { method: "POST" });
+    } finally {
+      server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("accepts a key bootstrapped with npm run create-key", async () => {
