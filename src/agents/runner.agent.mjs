@@ -39,6 +39,9 @@ const MAX_LINE = 60 * 1024;
 const MAX_BATCH_BYTES = 600 * 1024;
 let pending = [];
 let pendingBytes = 0;
+/** Non-empty stdout lines so far, and the number of the first one waiting to be sent. */
+let lineNo = 0;
+let pendingFirst = 0;
 let partial = "";
 let seq = 0;
 let sending = Promise.resolve();
@@ -64,7 +67,7 @@ function flush() {
   const lines = pending;
   pending = [];
   pendingBytes = 0;
-  const body = { job, try: Number(jobTry), kind: "output", seq: seq++, lines };
+  const body = { job, try: Number(jobTry), kind: "output", seq: seq++, first: pendingFirst, lines };
   sending = sending.then(() => post(body, 2));
   return sending;
 }
@@ -80,10 +83,13 @@ child.stdout.on("data", (chunk) => {
   partial = lines.pop() ?? "";
   for (const line of lines) {
     if (!line.trim()) continue;
-    // An over-long line is not stream-json the Worker could use; the full log stays in the sandbox.
-    if (line.length > MAX_LINE) continue;
-    pendingBytes += line.length;
-    pending.push(line);
+    if (pending.length === 0) pendingFirst = lineNo;
+    lineNo++;
+    // An over-long line is not stream-json the Worker could use (the full log stays in the sandbox):
+    // an empty placeholder keeps the numbering, which the Worker uses to record each line once.
+    const kept = line.length > MAX_LINE ? "" : line;
+    pendingBytes += kept.length;
+    pending.push(kept);
     // Stay well under the ingest route's 1 MB body limit.
     if (pending.length >= 50 || pendingBytes >= MAX_BATCH_BYTES) flush();
   }
@@ -97,7 +103,11 @@ child.on("close", async (code, signal) => {
   const exitCode = code ?? 128 + (signal === "SIGKILL" ? 9 : 15);
   writeFileSync(file("exit"), String(exitCode));
   if (timer) clearInterval(timer);
-  if (stream && partial.trim() && partial.length <= MAX_LINE) pending.push(partial);
+  if (stream && partial.trim()) {
+    if (pending.length === 0) pendingFirst = lineNo;
+    lineNo++;
+    pending.push(partial.length > MAX_LINE ? "" : partial);
+  }
   await flush();
   // A few quick tries only: the job is not over for the Worker's poll until this process exits.
   await post({ job, try: Number(jobTry), kind: "exit", exitCode, signal: signal ?? null }, 4);

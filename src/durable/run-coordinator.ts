@@ -98,6 +98,8 @@ export interface IngestReport {
   try: number;
   kind: "output" | "exit";
   lines?: string[];
+  /** The number of the first of `lines` among the agent's non-empty stdout lines. */
+  first?: number;
   exitCode?: number;
 }
 
@@ -309,7 +311,7 @@ export class RunCoordinator extends DurableObject<Env> {
     }
     if (!a || FINAL.has(a.status)) return { accepted: false };
     if (report.kind === "output" && report.job === "agent" && report.try === a.jobTry) {
-      this.recordAgentOutput(a, report.lines ?? []);
+      this.recordAgentOutput(a, report.lines ?? [], report.first ?? 0);
     } else if (report.kind === "exit" && typeof report.exitCode === "number") {
       this.store.recordExit(round, n, report.job, report.try, report.exitCode, now);
       this.poke(attemptKey(round, n));
@@ -896,10 +898,12 @@ export class RunCoordinator extends DurableObject<Env> {
     this.store.appendEvent({ at: Date.now(), round, attempt, type, data: redactDeep(data, this.redact) });
   }
 
-  private recordAgentOutput(a: AttemptState, lines: string[]): void {
-    for (const line of lines) {
+  /** Records lines of the agent's stdout, numbered from `first`; a line already recorded is skipped. */
+  private recordAgentOutput(a: AttemptState, lines: string[], first: number): void {
+    lines.forEach((line, i) => {
+      if (!line || !this.store.firstSighting(a.round, a.number, a.jobTry, first + i)) return;
       for (const e of parseAgentLine(line)) this.event(a.round, a.number, e.type, agentEventData(e));
-    }
+    });
   }
 
   /**
@@ -910,7 +914,8 @@ export class RunCoordinator extends DurableObject<Env> {
     if (this.store.lastEvent(a.round, a.number, "agent.result")) return;
     const log = await this.sandboxes.exec(sandboxId, `head -c ${MAX_ARTIFACT_BYTES} "${MS_DIR}/jobs/agent.out"`, 120);
     const current = this.store.getAttempt(a.round, a.number);
-    if (current && current.version === a.version) this.recordAgentOutput(a, log.output.split("\n"));
+    // Numbered as the runner numbers them: non-empty lines only. Lines pushed before are not repeated.
+    if (current && current.version === a.version) this.recordAgentOutput(a, log.output.split("\n").filter((l) => l.trim()), 0);
   }
 
   private agentSummary(a: AttemptState): AgentSummary | null {

@@ -144,6 +144,9 @@ CREATE TABLE IF NOT EXISTS attempts (
 CREATE TABLE IF NOT EXISTS reports (
   round INTEGER NOT NULL, number INTEGER NOT NULL, job TEXT NOT NULL, try INTEGER NOT NULL,
   exit_code INTEGER NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (round, number, job, try));
+CREATE TABLE IF NOT EXISTS agent_lines (
+  round INTEGER NOT NULL, number INTEGER NOT NULL, try INTEGER NOT NULL, line INTEGER NOT NULL,
+  PRIMARY KEY (round, number, try, line));
 CREATE TABLE IF NOT EXISTS timers (key TEXT PRIMARY KEY, due_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, round INTEGER, attempt INTEGER,
@@ -284,6 +287,14 @@ export class RunStore {
       .exec<Row>("SELECT exit_code, at FROM reports WHERE round = ? AND number = ? AND job = ? AND try = ?", round, number, job, jobTry)
       .toArray()[0];
     return row ? { exitCode: Number(row.exit_code), at: Number(row.at) } : null;
+  }
+
+  // ---- which of an agent's stdout lines are in the event log already (by their number) ----
+
+  /** Marks the line seen; false when it was seen before. */
+  firstSighting(round: number, number: number, jobTry: number, line: number): boolean {
+    const before = this.sql.exec("INSERT OR IGNORE INTO agent_lines (round, number, try, line) VALUES (?, ?, ?, ?)", round, number, jobTry, line);
+    return before.rowsWritten > 0;
   }
 
   // ---- the D1 mirror: rows changed since the last successful mirror ----

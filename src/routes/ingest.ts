@@ -12,6 +12,7 @@ const reportSchema = z.object({
   try: z.number().int().min(1),
   kind: z.enum(["output", "exit"]),
   seq: z.number().int().min(0).optional(),
+  first: z.number().int().min(0).optional(),
   lines: z.array(z.string().max(70_000)).max(1000).optional(),
   exitCode: z.number().int().optional(),
   signal: z.string().nullable().optional(),
@@ -30,7 +31,7 @@ export const ingest = new Hono<AppEnv>().post("/:run/:round/:attempt/:sig", asyn
     job: report.job,
     try: report.try,
     kind: report.kind,
-    ...(report.lines ? { lines: report.lines } : {}),
+    ...(report.lines ? { lines: report.lines, first: report.first ?? 0 } : {}),
     ...(report.exitCode !== undefined ? { exitCode: report.exitCode } : {}),
   });
   // 410 tells the runner to stop reporting: the attempt is over.

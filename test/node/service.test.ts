@@ -48,6 +48,7 @@ describe("npm start", () => {
 
     const { events } = (await (await service.api(`/api/runs/${id}/events`)).json()) as { events: { type: string }[] };
     expect(events.filter((e) => e.type === "agent.result")).toHaveLength(4);
+    expect(events.filter((e) => e.type === "agent.tool")).toHaveLength(12);
     // Each attempt ran four jobs; every exit was reported by its runner, none had to be found by polling.
     expect(events.filter((e) => e.type === "job.exit_polled")).toEqual([]);
 

@@ -51,6 +51,9 @@ describe("a run", () => {
     const types = events.events.filter((e) => e.attempt === 1).map((e) => e.type);
     expect(types).toEqual(expect.arrayContaining(["attempt.status", "sandbox.created", "agent.text", "agent.tool", "agent.result"]));
     expect(types.indexOf("agent.tool")).toBeLessThan(types.indexOf("agent.result"));
+    // Read back from the sandbox's log (every push was lost), each line once: three writes, one result.
+    expect(types.filter((t) => t === "agent.tool")).toHaveLength(3);
+    expect(types.filter((t) => t === "agent.result")).toHaveLength(1);
 
     // Finished attempts keep their sandboxes for the winner pick; cancelling the run gives them all back.
     expect((await liveSandboxes(id)).length).toBe(4);
