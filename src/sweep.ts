@@ -21,11 +21,12 @@ export interface SweepReport {
   failed: { id: string; reason: string }[];
 }
 
-export async function sweepSandboxes(env: Env, now = Date.now()): Promise<SweepReport> {
+/** Sweeps every sandbox multishot labelled; `labels` narrows it (one run's, say). */
+export async function sweepSandboxes(env: Env, now = Date.now(), labels: Record<string, string> = {}): Promise<SweepReport> {
   const sandboxes = new Sandboxes(env);
   const d = db(env.DB);
   const report: SweepReport = { seen: 0, deleted: [], failed: [] };
-  for (const sb of await sandboxes.findByLabels({})) {
+  for (const sb of await sandboxes.findByLabels(labels)) {
     const label = sb.labels["multishot-attempt"];
     if (!label) continue;
     report.seen++;
