@@ -55,6 +55,8 @@ import { toRunView, type RunView } from "./view.ts";
 const SESSION = "multishot";
 /** How long a step may hold its timer before another wake-up may try it again (a crash mid-step). */
 const STEP_LEASE_MS = 10_000;
+/** How often an open event stream looks for new events. */
+const SSE_TICK_MS = 250;
 /** Tries at deleting an ended attempt's sandbox before leaving it to the scheduled sweep. */
 const CLEANUP_TRIES = 8;
 /** How often a running alarm looks for newly due timers while steps are in flight. */
@@ -168,6 +170,45 @@ export class RunCoordinator extends DurableObject<Env> {
   /** Events after `afterSeq`, oldest first, as a JSON array (event data is free-form JSON). */
   async eventsJson(afterSeq: number, limit: number): Promise<string> {
     return JSON.stringify(this.store.events(afterSeq, limit));
+  }
+
+  /**
+   * The event log as Server-Sent Events: every event after `afterSeq` (each with its `id:`, so a client
+   * resumes with Last-Event-ID and loses or repeats nothing), then new ones as they are appended, until
+   * the client goes away. The stream reads the log from storage on its own short tick, so it never
+   * shares an I/O object with the alarm's steps.
+   */
+  override async fetch(request: Request): Promise<Response> {
+    const url = new URL(request.url);
+    if (url.pathname !== "/events") return new Response("not found", { status: 404 });
+    let last = Number(url.searchParams.get("after") ?? "0");
+    const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
+    const writer = writable.getWriter();
+    const encoder = new TextEncoder();
+    const pump = async () => {
+      let idle = 0;
+      try {
+        await writer.write(encoder.encode(": multishot run events\n\n"));
+        for (;;) {
+          const batch = this.store.events(last, 200);
+          for (const e of batch) {
+            await writer.write(encoder.encode(`id: ${e.seq}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`));
+            last = e.seq;
+          }
+          if (batch.length === 200) continue;
+          idle = batch.length ? 0 : idle + 1;
+          // A comment now and then keeps proxies from closing a quiet stream.
+          if (idle > 0 && idle % 60 === 0) await writer.write(encoder.encode(": keep-alive\n\n"));
+          await new Promise((r) => setTimeout(r, SSE_TICK_MS));
+        }
+      } catch {
+        // The client went away.
+      }
+    };
+    this.ctx.waitUntil(pump());
+    return new Response(readable, {
+      headers: { "content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no" },
+    });
   }
 
   /** Cancels every attempt that has not ended; their sandboxes are deleted. */

@@ -72,10 +72,16 @@ export const runs = new Hono<AppEnv>()
 
   .get("/:id", async (c) => c.json(await coordinator(c.env, await ownedRun(c)).view()))
 
+  // JSON pages by default; Server-Sent Events (live, resumable with Last-Event-ID) for
+  // `Accept: text/event-stream`.
   .get("/:id/events", async (c) => {
-    const after = Number(c.req.query("after") ?? "0");
+    const id = await ownedRun(c);
+    const after = Number(c.req.header("last-event-id") ?? c.req.query("after") ?? "0");
     if (!Number.isInteger(after) || after < 0) throw new ApiError(400, "invalid_parameter", "after must be a sequence number");
-    const events = JSON.parse(await coordinator(c.env, await ownedRun(c)).eventsJson(after, 500)) as RunEvent[];
+    if ((c.req.header("accept") ?? "").includes("text/event-stream")) {
+      return coordinator(c.env, id).fetch(`https://run/events?after=${after}`, { signal: c.req.raw.signal });
+    }
+    const events = JSON.parse(await coordinator(c.env, id).eventsJson(after, 500)) as RunEvent[];
     return c.json({ events, next: events.length ? events[events.length - 1]!.seq : after });
   })
 

@@ -120,6 +120,49 @@ describe("npm start", () => {
     expect((await service.api("/api/runs", { method: "POST", json: { prompt: "x" }, key })).status).toBe(403);
   });
 
+  it("streams the run's events live as Server-Sent Events, resumable with Last-Event-ID", async () => {
+    const res = await service.api("/api/runs", { method: "POST", json: { prompt: "streamed", agent: "demo", attempts: 2 } });
+    const { id } = (await res.json()) as { id: string };
+    const read = async (headers: Record<string, string>, until: (events: { id: number; type: string }[]) => boolean) => {
+      const ctrl = new AbortController();
+      const stream = await fetch(`${service.url}/api/runs/${id}/events`, {
+        headers: { authorization: `Bearer ${service.key}`, accept: "text/event-stream", ...headers },
+        signal: ctrl.signal,
+      });
+      expect(stream.headers.get("content-type")).toBe("text/event-stream");
+      const reader = stream.body!.pipeThrough(new TextDecoderStream()).getReader();
+      const events: { id: number; type: string }[] = [];
+      let buffer = "";
+      const deadline = Date.now() + 60_000;
+      while (!until(events) && Date.now() < deadline) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        let cut: number;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, cut);
+          buffer = buffer.slice(cut + 2);
+          const idLine = /^id: (\d+)$/m.exec(block);
+          const typeLine = /^event: (.+)$/m.exec(block);
+          if (idLine && typeLine) events.push({ id: Number(idLine[1]), type: typeLine[1]! });
+        }
+      }
+      ctrl.abort();
+      return events;
+    };
+    // Live: the stream opens while the run is young and carries it to its end.
+    const live = await read({}, (evs) => evs.some((e) => e.type === "run.status"));
+    expect(live.filter((e) => e.type === "agent.result")).toHaveLength(2);
+    expect(live.map((e) => e.id)).toEqual([...live.map((e) => e.id)].sort((a, b) => a - b));
+    expect(new Set(live.map((e) => e.id)).size).toBe(live.length);
+    // Resumed from the middle: exactly the events after it, none lost, none repeated.
+    const mid = live[Math.floor(live.length / 2)]!.id;
+    const lastId = live[live.length - 1]!.id;
+    const resumed = await read({ "last-event-id": String(mid) }, (evs) => evs.some((e) => e.id === lastId));
+    expect(resumed.map((e) => e.id)).toEqual(live.filter((e) => e.id > mid).map((e) => e.id));
+    await service.api(`/api/runs/${id}/cancel`, { method: "POST" });
+  });
+
   it("keeps secrets out of API answers", async () => {
     const res = await service.api("/api/runs", { method: "POST", json: { prompt: "secret check", agent: "demo", attempts: 1 } });
     const { id } = (await res.json()) as { id: string };
