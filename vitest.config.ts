@@ -10,6 +10,8 @@ export default defineConfig({
   test: {
     projects: [
       {
+        // The Daytona SDK ships sourcemaps that point outside its package: vite warns once per module.
+        logLevel: "error",
         plugins: [
           cloudflareTest(async ({ inject }) => ({
             wrangler: { configPath: "./wrangler.toml" },
