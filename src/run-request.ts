@@ -70,14 +70,6 @@ export type RunRequest = z.output<typeof runRequestSchema>;
 export const DEFAULT_ATTEMPT_MINUTES = 30;
 export const DEFAULT_MAX_TURNS = 50;
 
-/** The prompt and model one attempt runs with, after its variation is applied. */
-export function attemptInstructions(req: RunRequest, attempt: number): { prompt: string; model?: string } {
-  const v = req.variations?.[attempt - 1];
-  const prompt = v?.promptSuffix ? `${req.prompt}\n\n${v.promptSuffix}` : req.prompt;
-  const model = v?.model ?? req.model;
-  return model ? { prompt, model } : { prompt };
-}
-
 /** The next round: a new prompt for N fresh attempts seeded from a winner (the newest by default). */
 export const roundRequestSchema = z
   .strictObject({

@@ -404,7 +404,7 @@ export class RunCoordinator extends DurableObject<Env> {
       if (kind === "attempt") await this.step(Number(round), Number(n));
       else if (kind === "deadline") await this.deadline(Number(round), Number(n));
       else if (kind === "winner") await this.packStep(Number(round));
-      else if (key === MIRROR_KEY) this.store.unschedule(key);
+      // The mirror key needs no handler: the alarm mirrors after every step.
       else this.store.unschedule(key);
     } catch (err) {
       console.error(`step ${key} failed unexpectedly`, err instanceof Error ? err.stack : err);
@@ -606,7 +606,7 @@ export class RunCoordinator extends DurableObject<Env> {
     // for the command it may have started (by its marker) instead of starting it twice.
     let current: AttemptState | null = a;
     if (a.job !== job) {
-      current = this.commit(a, { job, cmdId: null, homeDir, jobStartedAt: null, jobExitCode: null });
+      current = this.commit(a, { job, cmdId: null, homeDir });
       if (!current) return;
     }
     const existing = a.job === job ? await this.sandboxes.findCommand(sandboxId, SESSION, jobMarker(job, a.jobTry)) : null;
@@ -615,7 +615,7 @@ export class RunCoordinator extends DurableObject<Env> {
 
     const minutes = job === "agent" ? (run.request.limits?.attemptMinutes ?? DEFAULT_ATTEMPT_MINUTES) : SETUP_JOB_MINUTES;
     const now = Date.now();
-    const started = this.commit(current, { cmdId, jobStartedAt: now, deadlineAt: now + minutes * 60_000 });
+    const started = this.commit(current, { cmdId, deadlineAt: now + minutes * 60_000 });
     if (!started) return;
     this.event(a.round, a.number, "job.started", { job, try: a.jobTry });
     this.store.schedule(deadlineKey(a.round, a.number), now + minutes * 60_000);
@@ -632,7 +632,7 @@ export class RunCoordinator extends DurableObject<Env> {
     }
     if (exitCode === 0) {
       const next = PHASE_AFTER[a.status]!;
-      const patch: Partial<AttemptState> = { status: next, jobExitCode: 0 };
+      const patch: Partial<AttemptState> = { status: next };
       if (job === "agent") patch.exitCode = 0;
       if (this.commit(a, patch)) this.store.schedule(key, Date.now());
       return;
@@ -1050,8 +1050,6 @@ function newAttempt(round: number, number: number, now: number): AttemptState {
     job: null,
     jobTry: 1,
     cmdId: null,
-    jobStartedAt: null,
-    jobExitCode: null,
     exitCode: null,
     error: null,
     retries: 0,

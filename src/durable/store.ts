@@ -91,8 +91,6 @@ export interface AttemptState {
   job: JobName | null;
   jobTry: number;
   cmdId: string | null;
-  jobStartedAt: number | null;
-  jobExitCode: number | null;
   exitCode: number | null;
   error: string | null;
   retries: number;

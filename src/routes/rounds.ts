@@ -1,28 +1,12 @@
 // /api/runs/:id/rounds...: pick a winner, start the next round, download a winner's tarball.
 import { Hono } from "hono";
-import { db, runOwner } from "../db/queries.ts";
-import { tarballKey, type Outcome } from "../durable/run-coordinator.ts";
-import { ApiError, notFound } from "../errors.ts";
+import { tarballKey } from "../durable/run-coordinator.ts";
+import { notFound } from "../errors.ts";
+import { coordinator, ownedRun, unwrap } from "./run-access.ts";
 import { roundRequestSchema, winnerRequestSchema } from "../run-request.ts";
 import type { AppEnv } from "./app-types.ts";
 import { idempotent } from "./idempotency.ts";
 import { intParam, jsonBody } from "./validate.ts";
-
-export const coordinator = (env: AppEnv["Bindings"], runId: string) =>
-  env.RUN_COORDINATOR.get(env.RUN_COORDINATOR.idFromName(runId));
-
-/** The run's id if the caller's account owns it. Another account's run is indistinguishable from none. */
-export async function ownedRun(c: { env: AppEnv["Bindings"]; get(k: "accountId"): string; req: { param(k: "id"): string } }) {
-  const id = c.req.param("id");
-  const owner = /^run_[a-z2-7]{20}$/.test(id) ? await runOwner(db(c.env.DB), id) : null;
-  if (owner !== c.get("accountId")) throw notFound("run");
-  return id;
-}
-
-export function unwrap<T>(outcome: Outcome<T>): T {
-  if ("error" in outcome) throw new ApiError(outcome.error.status, outcome.error.code, outcome.error.message);
-  return outcome.ok;
-}
 
 // Mounted after `runs`, whose middleware (API key, scopes) covers these routes too.
 export const rounds = new Hono<AppEnv>()

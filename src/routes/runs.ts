@@ -8,7 +8,7 @@ import type { RunEvent } from "../durable/store.ts";
 import { ApiError, notFound } from "../errors.ts";
 import { runRequestSchema } from "../run-request.ts";
 import type { AppEnv } from "./app-types.ts";
-import { coordinator, ownedRun } from "./rounds.ts";
+import { coordinator, ownedRun } from "./run-access.ts";
 import { requireApiKey, requireRunScope } from "./auth.ts";
 import { idempotent } from "./idempotency.ts";
 import { intParam, jsonBody } from "./validate.ts";

@@ -10,7 +10,7 @@ import { tarballKey } from "../durable/run-coordinator.ts";
 import { ApiError } from "../errors.ts";
 import { verifySignature } from "../signed-urls.ts";
 import type { AppEnv } from "./app-types.ts";
-import { coordinator, unwrap } from "./rounds.ts";
+import { coordinator, unwrap } from "./run-access.ts";
 import { intParam, jsonBody } from "./validate.ts";
 
 const MAX_PART_BYTES = 512 * 1024 * 1024;

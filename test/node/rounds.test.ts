@@ -40,8 +40,9 @@ async function start(body: Record<string, unknown>): Promise<string> {
   return ((await res.json()) as { id: string }).id;
 }
 
-async function events(id: string): Promise<{ type: string; data: Record<string, unknown> }[]> {
-  return ((await (await service.api(`/api/runs/${id}/events`)).json()) as { events: { type: string; data: Record<string, unknown> }[] }).events;
+type Event = { type: string; attempt: number | null; data: Record<string, unknown> };
+async function events(id: string): Promise<Event[]> {
+  return ((await (await service.api(`/api/runs/${id}/events`)).json()) as { events: Event[] }).events;
 }
 
 async function liveSandboxes(runId: string): Promise<string[]> {
@@ -99,6 +100,12 @@ describe("rounds and winners", () => {
 
     // Losers went at the pick; the winner's sandbox once its tarball was safe.
     await expect.poll(() => liveSandboxes(id), { timeout: 15_000 }).toEqual([]);
+    const log = await events(id);
+    const deleted = (n: number) => log.findIndex((e) => e.type === "sandbox.deleted" && e.attempt === n);
+    const selectedAt = log.findIndex((e) => e.type === "winner.selected");
+    const storedAt = log.findIndex((e) => e.type === "winner.stored");
+    for (const loser of [1, 3, 4]) expect(deleted(loser)).toBeGreaterThan(selectedAt);
+    expect(deleted(2)).toBeGreaterThan(storedAt);
 
     // The tarball through the API: whole, hashed as recorded, ranged, cached.
     const res = await service.api(`/api/runs/${id}/rounds/1/winner.tar.gz`);

@@ -72,3 +72,15 @@ export async function injectFaults(faults: unknown): Promise<void> {
 export async function clearFaults(): Promise<void> {
   await fetch(`${env.LOCAL_SANDBOX_URL}/admin/faults`, { method: "DELETE" });
 }
+
+export interface RunEventView {
+  seq: number;
+  type: string;
+  attempt: number | null;
+  data: Record<string, unknown> & { job?: string; sandboxId?: string };
+}
+
+/** The run's event log, oldest first. */
+export async function runEvents(id: string): Promise<RunEventView[]> {
+  return ((await (await api(`/api/runs/${id}/events`)).json()) as { events: RunEventView[] }).events;
+}

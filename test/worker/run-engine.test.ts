@@ -3,7 +3,7 @@
 // runner report is lost (PUBLIC_URL leads nowhere), so the poll alone must carry each attempt home.
 import { abortAllDurableObjects, env } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
-import { api, clearFaults, getRun, injectFaults, liveSandboxes, settled, startRun, waitForRun } from "./helpers.ts";
+import { api, clearFaults, getRun, injectFaults, liveSandboxes, runEvents, settled, startRun, waitForRun } from "./helpers.ts";
 
 afterEach(clearFaults);
 
@@ -47,8 +47,7 @@ describe("a run", () => {
     expect(runRow?.status).toBe("succeeded");
 
     // The event log tells the story in order, transcript included.
-    const events = (await (await api(`/api/runs/${id}/events`)).json()) as { events: { type: string; attempt: number | null }[] };
-    const types = events.events.filter((e) => e.attempt === 1).map((e) => e.type);
+    const types = (await runEvents(id)).filter((e) => e.attempt === 1).map((e) => e.type);
     expect(types).toEqual(expect.arrayContaining(["attempt.status", "sandbox.created", "agent.text", "agent.tool", "agent.result"]));
     expect(types.indexOf("agent.tool")).toBeLessThan(types.indexOf("agent.result"));
     // Read back from the sandbox's log (every push was lost), each line once: three writes, one result.
@@ -104,9 +103,9 @@ describe("a run", () => {
     const run2 = await waitForRun(id2, settled);
     // A reset while starting a job is not a failed job: the step looks again, and starts it once.
     expect(run2.rounds[0]!.attempts[0]).toMatchObject({ status: "done", retries: 0 });
-    const evs = (await (await api(`/api/runs/${id2}/events`)).json()) as { events: { type: string; data: { job?: string } }[] };
-    expect(evs.events.some((e) => e.type === "sandbox.unreachable")).toBe(true);
-    expect(evs.events.filter((e) => e.type === "job.started").map((e) => e.data.job)).toEqual(["install", "seed", "agent", "collect"]);
+    const evs = await runEvents(id2);
+    expect(evs.some((e) => e.type === "sandbox.unreachable")).toBe(true);
+    expect(evs.filter((e) => e.type === "job.started").map((e) => e.data.job)).toEqual(["install", "seed", "agent", "collect"]);
     for (const r of [id, id2]) await api(`/api/runs/${r}/cancel`, { method: "POST" });
   });
 
@@ -118,7 +117,7 @@ describe("a run", () => {
     expect(a.status).toBe("done");
     const sandboxes = await liveSandboxes(id);
     expect(sandboxes.map((s) => s.id)).toEqual([a.sandboxId]);
-    const { events } = (await (await api(`/api/runs/${id}/events`)).json()) as { events: { type: string; data: { sandboxId?: string } }[] };
+    const events = await runEvents(id);
     expect(events.find((e) => e.type === "sandbox.adopted")?.data.sandboxId).toBe(a.sandboxId);
     await api(`/api/runs/${id}/cancel`, { method: "POST" });
   });
@@ -192,9 +191,9 @@ describe("a run", () => {
     expect(a.status).toBe("failed");
     expect(a.error).toMatch(/^timed out: agent ran longer than 0.05 minutes/);
     await expect.poll(async () => (await liveSandboxes(id)).length, { timeout: 10_000 }).toBe(0);
-    const events = (await (await api(`/api/runs/${id}/events`)).json()) as { events: { type: string; data: { job?: string } }[] };
+    const events = await runEvents(id);
     // Every earlier job ended without a report reaching the Worker: the poll saw each exit.
-    expect(events.events.filter((e) => e.type === "job.exit_polled").map((e) => e.data.job)).toEqual(["install", "seed"]);
+    expect(events.filter((e) => e.type === "job.exit_polled").map((e) => e.data.job)).toEqual(["install", "seed"]);
     expect((await getRun(id)).status).toBe("failed");
   });
 });
