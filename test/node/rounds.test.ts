@@ -100,6 +100,10 @@ describe("rounds and winners", () => {
 
     // Losers went at the pick; the winner's sandbox once its tarball was safe.
     await expect.poll(() => liveSandboxes(id), { timeout: 15_000 }).toEqual([]);
+    // The object records each delete once Daytona has answered it, a moment after the sandbox is gone.
+    await expect
+      .poll(async () => (await events(id)).filter((e) => e.type === "sandbox.deleted").length, { timeout: 15_000 })
+      .toBe(4);
     const log = await events(id);
     const deleted = (n: number) => log.findIndex((e) => e.type === "sandbox.deleted" && e.attempt === n);
     const selectedAt = log.findIndex((e) => e.type === "winner.selected");
