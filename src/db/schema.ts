@@ -142,3 +142,29 @@ export const attempts = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.runId, t.round, t.number] })],
 );
+
+export type ShareScope = "view" | "control";
+
+/**
+ * Share links: `/r/<token>` shows one run to whoever holds the token. Only the token's SHA-256 is
+ * stored; a view link shows the run, a control link also lets its holder pick winners, start rounds
+ * and cancel. Revoked or expired links show nothing.
+ */
+export const shareLinks = sqliteTable(
+  "share_links",
+  {
+    id: text("id").primaryKey(),
+    runId: text("run_id")
+      .notNull()
+      .references(() => runs.id),
+    accountId: text("account_id")
+      .notNull()
+      .references(() => accounts.id),
+    scope: text("scope").$type<ShareScope>().notNull(),
+    hash: text("hash").notNull(),
+    createdAt: createdAt(),
+    expiresAt: integer("expires_at", { mode: "number" }),
+    revokedAt: integer("revoked_at", { mode: "number" }),
+  },
+  (t) => [uniqueIndex("share_links_hash").on(t.hash), index("share_links_run").on(t.runId)],
+);
