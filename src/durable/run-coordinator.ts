@@ -49,6 +49,7 @@ import {
   type UploadedPart,
   type VerifyResult,
 } from "./store.ts";
+import { RunHooks } from "./hooks.ts";
 import { toRunView, type RunView } from "./view.ts";
 
 /** The session every job of an attempt runs in. */
@@ -119,11 +120,20 @@ export class RunCoordinator extends DurableObject<Env> {
   private mirrorChain: Promise<void> = Promise.resolve();
 
   private readonly redact: Redact;
+  private readonly hooks: RunHooks;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.store = new RunStore(ctx.storage);
     this.redact = redactorFor(env);
+    this.hooks = new RunHooks({
+      env,
+      sql: ctx.storage.sql,
+      run: () => this.store.getRun(),
+      view: () => this.view(),
+      schedule: (key, dueAt) => this.store.schedule(key, dueAt),
+      unschedule: (key) => this.store.unschedule(key),
+    });
   }
 
   private get sandboxes(): Sandboxes {
@@ -404,6 +414,7 @@ export class RunCoordinator extends DurableObject<Env> {
       if (kind === "attempt") await this.step(Number(round), Number(n));
       else if (kind === "deadline") await this.deadline(Number(round), Number(n));
       else if (kind === "winner") await this.packStep(Number(round));
+      else if (kind === "hook") await this.hooks.onTimer(key);
       // The mirror key needs no handler: the alarm mirrors after every step.
       else this.store.unschedule(key);
     } catch (err) {
@@ -936,7 +947,13 @@ export class RunCoordinator extends DurableObject<Env> {
   }
 
   private event(round: number | null, attempt: number | null, type: string, data: unknown): void {
-    this.store.appendEvent({ at: Date.now(), round, attempt, type, data: redactDeep(data, this.redact) });
+    const e = { at: Date.now(), round, attempt, type, data: redactDeep(data, this.redact) };
+    const seq = this.store.appendEvent(e);
+    try {
+      this.hooks.onEvent({ seq, ...e });
+    } catch (err) {
+      console.error(`hook for event ${type} failed`, err instanceof Error ? err.stack : err);
+    }
   }
 
   /** Records lines of the agent's stdout, numbered from `first`; a line already recorded is skipped. */
