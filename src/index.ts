@@ -6,8 +6,10 @@ import type { AppEnv } from "./routes/app-types.ts";
 import { health } from "./routes/health.ts";
 import { ingest } from "./routes/ingest.ts";
 import { accounts, keys } from "./routes/keys.ts";
+import { page } from "./routes/page.tsx";
 import { rounds } from "./routes/rounds.ts";
 import { runs } from "./routes/runs.ts";
+import { share } from "./routes/share.ts";
 import { transfer } from "./routes/transfer.ts";
 import { sweepSandboxes } from "./sweep.ts";
 
@@ -19,6 +21,8 @@ export const app = new Hono<AppEnv>()
   .route("/api/accounts", accounts)
   .route("/api/runs", runs)
   .route("/api/runs", rounds)
+  .route("/api/runs", share)
+  .route("/r", page)
   .route("/ingest", ingest)
   .route("/", transfer)
   .notFound((c) => c.json(errorBody("not_found", `no route for ${c.req.method} ${new URL(c.req.url).pathname}`), 404))

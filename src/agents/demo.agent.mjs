@@ -8,6 +8,7 @@
 //   [hang]            prints init, then never ends
 //   [network-error]   ends with a transient "Connection error" result, exit code 1
 //   [slow:<ms>]       waits that long between turns
+//   [chatty:<n>]      thinks out loud first: n lines of assistant text (a long transcript)
 // and others shape what it writes:
 //   [fixtures]        also writes what a workspace tarball must carry faithfully: a binary file, an
 //                     executable, a symlink, an empty directory, a non-ASCII name, and node_modules
@@ -104,6 +105,14 @@ emit({
 if (prompt.includes("[hang]")) {
   setInterval(() => {}, 60_000);
   await new Promise(() => {});
+}
+
+const chatty = Number(/\[chatty:(\d+)\]/.exec(prompt)?.[1] ?? 0);
+for (let i = 1; i <= chatty; i++) {
+  emit({
+    type: "assistant",
+    message: { id: `msg_chatty_${i}`, role: "assistant", model, content: [{ type: "text", text: `Thinking, line ${i} of ${chatty}.` }], usage },
+  });
 }
 
 if (prompt.includes("[add-only]")) {

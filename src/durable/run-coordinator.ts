@@ -45,17 +45,21 @@ import {
   type DiffStats,
   type JobName,
   type RoundState,
+  type RunEvent,
   type RunState,
   type UploadedPart,
   type VerifyResult,
 } from "./store.ts";
 import { RunHooks } from "./hooks.ts";
+import { transcriptLine } from "./transcript.ts";
 import { toRunView, type RunView } from "./view.ts";
 
 /** The session every job of an attempt runs in. */
 const SESSION = "multishot";
 /** How long a step may hold its timer before another wake-up may try it again (a crash mid-step). */
 const STEP_LEASE_MS = 10_000;
+/** How soon after a change live sockets get the run's new view (changes in between share one push). */
+const VIEW_PUSH_MS = 150;
 /** How often an open event stream looks for new events. */
 const SSE_TICK_MS = 250;
 /** Tries at deleting an ended attempt's sandbox before leaving it to the scheduled sweep. */
@@ -118,6 +122,7 @@ export class RunCoordinator extends DurableObject<Env> {
   private readonly inFlight = new Set<string>();
   private readonly poked = new Set<string>();
   private mirrorChain: Promise<void> = Promise.resolve();
+  private viewPushTimer: ReturnType<typeof setTimeout> | null = null;
 
   private readonly redact: Redact;
   private readonly hooks: RunHooks;
@@ -190,6 +195,7 @@ export class RunCoordinator extends DurableObject<Env> {
    */
   override async fetch(request: Request): Promise<Response> {
     const url = new URL(request.url);
+    if (url.pathname === "/live") return this.acceptLive(request, Number(url.searchParams.get("after") ?? "0"));
     if (url.pathname !== "/events") return new Response("not found", { status: 404 });
     let last = Number(url.searchParams.get("after") ?? "0");
     const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
@@ -219,6 +225,89 @@ export class RunCoordinator extends DurableObject<Env> {
     return new Response(readable, {
       headers: { "content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no" },
     });
+  }
+
+  /**
+   * A live WebSocket (hibernatable: the object may sleep while sockets stay open). It first gets every
+   * event after `after` (if given), then `{type: "snapshot", seq, run}`, then each new event as
+   * `{type: "event", event}` and the run's view as `{type: "run", seq, run}` shortly after it changes.
+   * Nothing awaits between reading the log and accepting the socket, so no event falls in between.
+   */
+  private acceptLive(request: Request, after: number): Response {
+    if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+      return new Response(JSON.stringify({ error: { code: "upgrade_required", message: "connect with a WebSocket" } }), {
+        status: 426,
+        headers: { "content-type": "application/json", upgrade: "websocket" },
+      });
+    }
+    const run = this.requireRun();
+    const { 0: client, 1: server } = new WebSocketPair();
+    this.ctx.acceptWebSocket(server);
+    if (Number.isInteger(after) && after > 0) {
+      for (let batch = this.store.events(after, 500); batch.length; batch = this.store.events(after, 500)) {
+        for (const event of batch) server.send(JSON.stringify({ type: "event", event }));
+        after = batch[batch.length - 1]!.seq;
+      }
+    }
+    const view = toRunView(run, this.store.getRounds(), this.store.getAttempts(), this.env.PUBLIC_URL);
+    server.send(JSON.stringify({ type: "snapshot", seq: this.store.lastSeq(), run: view }));
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
+    if (message === "ping") ws.send("pong");
+  }
+
+  override async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
+    try {
+      ws.close(code === 1005 || code === 1006 ? 1000 : code, reason);
+    } catch {
+      // Already closed.
+    }
+  }
+
+  /** Sends to every open live socket; a socket that fails is dropped. */
+  private broadcast(message: string): void {
+    for (const ws of this.ctx.getWebSockets()) {
+      try {
+        ws.send(message);
+      } catch {
+        try {
+          ws.close(1011, "send failed");
+        } catch {
+          // Gone.
+        }
+      }
+    }
+  }
+
+  /** Pushes the run's view to live sockets soon after a change, at most every VIEW_PUSH_MS. */
+  private scheduleViewPush(): void {
+    if (this.viewPushTimer !== null || this.ctx.getWebSockets().length === 0) return;
+    this.viewPushTimer = setTimeout(() => {
+      this.viewPushTimer = null;
+      const run = this.store.getRun();
+      if (!run) return;
+      const view = toRunView(run, this.store.getRounds(), this.store.getAttempts(), this.env.PUBLIC_URL);
+      this.broadcast(JSON.stringify({ type: "run", seq: this.store.lastSeq(), run: view }));
+    }, VIEW_PUSH_MS);
+  }
+
+  /** What the run page renders: the view, each attempt's newest transcript entries, and the last event's seq. */
+  async page(tail: number): Promise<{ run: RunView; seq: number; transcripts: Record<string, { total: number; entries: RunEvent[] }> }> {
+    const run = await this.view();
+    const transcripts: Record<string, { total: number; entries: RunEvent[] }> = {};
+    for (const r of run.rounds) {
+      for (const a of r.attempts) transcripts[`${r.number}:${a.number}`] = this.store.transcript(r.number, a.number, tail);
+    }
+    return { run, seq: this.store.lastSeq(), transcripts };
+  }
+
+  /** One attempt's whole transcript as plain text, one entry per paragraph. */
+  async transcriptText(round: number, attempt: number): Promise<string | null> {
+    if (!this.store.getAttempt(round, attempt)) return null;
+    const { entries } = this.store.transcript(round, attempt, 1_000_000);
+    return entries.map((e) => `${new Date(e.at).toISOString()} ${transcriptLine(e)}`).join("\n");
   }
 
   /** Cancels every attempt that has not ended; their sandboxes are deleted. */
@@ -949,6 +1038,10 @@ export class RunCoordinator extends DurableObject<Env> {
   private event(round: number | null, attempt: number | null, type: string, data: unknown): void {
     const e = { at: Date.now(), round, attempt, type, data: redactDeep(data, this.redact) };
     const seq = this.store.appendEvent(e);
+    if (this.ctx.getWebSockets().length) {
+      this.broadcast(JSON.stringify({ type: "event", event: { seq, ...e } }));
+      this.scheduleViewPush();
+    }
     try {
       this.hooks.onEvent({ seq, ...e });
     } catch (err) {

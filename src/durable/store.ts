@@ -149,6 +149,7 @@ CREATE TABLE IF NOT EXISTS timers (key TEXT PRIMARY KEY, due_at INTEGER NOT NULL
 CREATE TABLE IF NOT EXISTS events (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, round INTEGER, attempt INTEGER,
   type TEXT NOT NULL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_by_attempt ON events (round, attempt, seq);
 `;
 
 type Row = Record<string, SqlStorageValue>;
@@ -401,6 +402,22 @@ export class RunStore {
       .exec<Row>("SELECT * FROM events WHERE round = ? AND attempt = ? AND type = ? ORDER BY seq DESC LIMIT 1", round, attempt, type)
       .toArray()[0];
     return row ? toEvent(row) : null;
+  }
+
+  lastSeq(): number {
+    return Number(this.sql.exec<Row>("SELECT coalesce(max(seq), 0) AS seq FROM events").one().seq);
+  }
+
+  /** One attempt's transcript (its `agent.*` events): how many there are, and the newest `limit`, oldest first. */
+  transcript(round: number, attempt: number, limit: number): { total: number; entries: RunEvent[] } {
+    const where = "round = ? AND attempt = ? AND type LIKE 'agent.%'";
+    const total = Number(this.sql.exec<Row>(`SELECT count(*) AS n FROM events WHERE ${where}`, round, attempt).one().n);
+    const entries = this.sql
+      .exec<Row>(`SELECT * FROM events WHERE ${where} ORDER BY seq DESC LIMIT ?`, round, attempt, limit)
+      .toArray()
+      .map(toEvent)
+      .reverse();
+    return { total, entries };
   }
 
   events(afterSeq: number, limit: number): RunEvent[] {

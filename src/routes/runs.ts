@@ -85,6 +85,14 @@ export const runs = new Hono<AppEnv>()
     return c.json({ events, next: events.length ? events[events.length - 1]!.seq : after });
   })
 
+  // A WebSocket: the run's snapshot, then each event and each new view (see RunCoordinator.acceptLive).
+  .get("/:id/live", async (c) => {
+    const id = await ownedRun(c);
+    const after = Number(c.req.query("after") ?? "0");
+    if (!Number.isInteger(after) || after < 0) throw new ApiError(400, "invalid_parameter", "after must be a sequence number");
+    return coordinator(c.env, id).fetch(`https://run/live?after=${after}`, { headers: c.req.raw.headers });
+  })
+
   .post("/:id/cancel", async (c) => c.json(await coordinator(c.env, await ownedRun(c)).cancel()))
 
   .post("/:id/attempts/:n/cancel", async (c) => {
@@ -110,18 +118,17 @@ export const runs = new Hono<AppEnv>()
     return artifact(c.env, id, intParam(c, "round"), intParam(c, "n"), c.req.param("artifact"));
   });
 
-async function artifact(env: AppEnv["Bindings"], id: string, round: number, n: number, which: string): Promise<Response> {
-  {
-    const name = which === "diff" ? "diff.patch" : "agent.log";
-    const object = await env.ARTIFACTS.get(`runs/${id}/rounds/${round}/attempts/${n}/${name}`);
-    if (!object) throw notFound(`${which} of attempt ${n} in round ${round}`);
-    return new Response(object.body, {
-      headers: {
-        "content-type": object.httpMetadata?.contentType ?? "application/octet-stream",
-        "content-length": String(object.size),
-        etag: object.httpEtag,
-      },
-    });
-  }
+/** An attempt's patch or raw agent log from R2. */
+export async function artifact(env: AppEnv["Bindings"], id: string, round: number, n: number, which: string): Promise<Response> {
+  const name = which === "diff" ? "diff.patch" : "agent.log";
+  const object = await env.ARTIFACTS.get(`runs/${id}/rounds/${round}/attempts/${n}/${name}`);
+  if (!object) throw notFound(`${which} of attempt ${n} in round ${round}`);
+  return new Response(object.body, {
+    headers: {
+      "content-type": object.httpMetadata?.contentType ?? "application/octet-stream",
+      "content-length": String(object.size),
+      etag: object.httpEtag,
+    },
+  });
 }
 

@@ -1,0 +1,123 @@
+// /r/<token>: the run page a share link opens, its live socket, its artifacts, and (control links
+// only) its controls. A token that is unknown, revoked or expired shows a plain "link expired" page
+// (404) and never another run. Every answer here is kept out of search engines.
+import { Hono, type Context } from "hono";
+import { createMiddleware } from "hono/factory";
+import { html } from "hono/html";
+import { ApiError, notFound } from "../errors.ts";
+import { ExpiredPage, LiveRegion, RunPage, type PageContext, type PageData } from "../page/components.tsx";
+import liveScript from "../page/live.client.js";
+import { roundRequestSchema, winnerRequestSchema } from "../run-request.ts";
+import { pageUrl, resolveShareToken, type ResolvedShare } from "../share.ts";
+import type { AppEnv } from "./app-types.ts";
+import { winnerTarball } from "./rounds.ts";
+import { coordinator, unwrap } from "./run-access.ts";
+import { intParam, jsonBody } from "./validate.ts";
+
+type PageEnv = AppEnv & { Variables: { share: ResolvedShare } };
+
+/** Transcript entries each attempt shows when the page loads; the rest are behind "full transcript". */
+const TRANSCRIPT_TAIL = 200;
+
+const PAGE_HEADERS = {
+  "x-robots-tag": "noindex, nofollow",
+  "referrer-policy": "no-referrer",
+  "x-content-type-options": "nosniff",
+  "cache-control": "no-store",
+};
+
+function expired(c: Context) {
+  const accept = c.req.header("accept") ?? "";
+  const wantsJson = c.req.method !== "GET" || (accept.includes("application/json") && !accept.includes("text/html"));
+  if (wantsJson) return c.json({ error: { code: "link_expired", message: "this share link has expired or was revoked" } }, 404, PAGE_HEADERS);
+  return c.html(html`<!doctype html>${<ExpiredPage />}`, 404, PAGE_HEADERS);
+}
+
+const requireControl = (c: Context<PageEnv>) => {
+  if (c.get("share").scope !== "control") {
+    throw new ApiError(403, "forbidden", "this is a view-only link: ask for a control link to pick winners, start rounds or cancel");
+  }
+};
+
+async function pageData(c: Context<PageEnv>): Promise<PageData> {
+  return (await coordinator(c.env, c.get("share").runId).page(TRANSCRIPT_TAIL)) as PageData;
+}
+
+const pageContext = (c: Context<PageEnv>): PageContext => ({ base: `/r/${c.req.param("token")}`, scope: c.get("share").scope });
+
+/** Resolves the token, or answers "link expired"; every answer but a WebSocket gets PAGE_HEADERS. */
+const withShare = createMiddleware<PageEnv>(async (c, next) => {
+  const share = await resolveShareToken(c.env, c.req.param("token") ?? "");
+  if (!share) return expired(c);
+  c.set("share", share);
+  await next();
+  if (c.res.status === 101) return;
+  for (const [k, v] of Object.entries(PAGE_HEADERS)) if (!c.res.headers.has(k)) c.res.headers.set(k, v);
+});
+
+export const page = new Hono<PageEnv>()
+  .use("/:token", withShare)
+  .use("/:token/*", withShare)
+
+  .get("/:token", async (c) => {
+    const data = await pageData(c);
+    const body = <RunPage ctx={pageContext(c)} data={data} url={pageUrl(c.env, c.req.param("token"))} script={liveScript} />;
+    return c.html(html`<!doctype html>${body}`);
+  })
+
+  /** The #live region alone, for the page's script to swap in. */
+  .get("/:token/live.html", async (c) => c.html(<LiveRegion ctx={pageContext(c)} data={await pageData(c)} />))
+
+  /** The page's WebSocket (the run's object accepts it; see RunCoordinator.acceptLive). */
+  .get("/:token/live", async (c) => {
+    const after = Number(c.req.query("after") ?? "0");
+    if (!Number.isInteger(after) || after < 0) throw new ApiError(400, "invalid_parameter", "after must be a sequence number");
+    return coordinator(c.env, c.get("share").runId).fetch(`https://run/live?after=${after}`, { headers: c.req.raw.headers });
+  })
+
+  /** The run as JSON, as the API shows it. */
+  .get("/:token/run.json", async (c) => c.json(await coordinator(c.env, c.get("share").runId).view()))
+
+  .get("/:token/events", async (c) => {
+    const after = Number(c.req.header("last-event-id") ?? c.req.query("after") ?? "0");
+    if (!Number.isInteger(after) || after < 0) throw new ApiError(400, "invalid_parameter", "after must be a sequence number");
+    return coordinator(c.env, c.get("share").runId).fetch(`https://run/events?after=${after}`, { signal: c.req.raw.signal });
+  })
+
+  .get("/:token/rounds/:round/attempts/:n/:artifact{diff|log}", async (c) => {
+    const { runId } = c.get("share");
+    const round = intParam(c, "round");
+    const n = intParam(c, "n");
+    const which = c.req.param("artifact");
+    const object = await c.env.ARTIFACTS.get(`runs/${runId}/rounds/${round}/attempts/${n}/${which === "diff" ? "diff.patch" : "agent.log"}`);
+    if (!object) throw notFound(`${which} of attempt ${n} in round ${round}`);
+    // Shown as text in the browser, never interpreted: the content is the agent's.
+    return new Response(object.body, { headers: { "content-type": "text/plain; charset=utf-8", "content-length": String(object.size) } });
+  })
+
+  .get("/:token/rounds/:round/attempts/:n/transcript", async (c) => {
+    const text = await coordinator(c.env, c.get("share").runId).transcriptText(intParam(c, "round"), intParam(c, "n"));
+    if (text === null) throw notFound("attempt");
+    return c.text(text, 200, { "content-type": "text/plain; charset=utf-8" });
+  })
+
+  .get("/:token/rounds/:round/winner.tar.gz", async (c) => winnerTarball(c.env, c.req.raw, c.get("share").runId, intParam(c, "round")))
+
+  // ---- controls: control links only
+  .post("/:token/rounds/:round/winner", async (c) => {
+    requireControl(c);
+    const round = intParam(c, "round");
+    const { attempt } = await jsonBody(c, winnerRequestSchema);
+    return c.json(unwrap(await coordinator(c.env, c.get("share").runId).pickWinner(round, attempt)), 202);
+  })
+
+  .post("/:token/rounds", async (c) => {
+    requireControl(c);
+    const req = await jsonBody(c, roundRequestSchema);
+    return c.json(unwrap(await coordinator(c.env, c.get("share").runId).startRound(req)), 202);
+  })
+
+  .post("/:token/cancel", async (c) => {
+    requireControl(c);
+    return c.json(await coordinator(c.env, c.get("share").runId).cancel());
+  });
