@@ -121,7 +121,7 @@ describe("npm start", () => {
   });
 
   it("streams the run's events live as Server-Sent Events, resumable with Last-Event-ID", async () => {
-    const res = await service.api("/api/runs", { method: "POST", json: { prompt: "streamed", agent: "demo", attempts: 2 } });
+    const res = await service.api("/api/runs", { method: "POST", json: { prompt: "streamed [slow:700]", agent: "demo", attempts: 2 } });
     const { id } = (await res.json()) as { id: string };
     const read = async (headers: Record<string, string>, until: (events: { id: number; type: string }[]) => boolean) => {
       const ctrl = new AbortController();
@@ -150,16 +150,19 @@ describe("npm start", () => {
       ctrl.abort();
       return events;
     };
-    // Live: the stream opens while the run is young and carries it to its end.
-    const live = await read({}, (evs) => evs.some((e) => e.type === "run.status"));
-    expect(live.filter((e) => e.type === "agent.result")).toHaveLength(2);
-    expect(live.map((e) => e.id)).toEqual([...live.map((e) => e.id)].sort((a, b) => a - b));
-    expect(new Set(live.map((e) => e.id)).size).toBe(live.length);
-    // Resumed from the middle: exactly the events after it, none lost, none repeated.
-    const mid = live[Math.floor(live.length / 2)]!.id;
-    const lastId = live[live.length - 1]!.id;
-    const resumed = await read({ "last-event-id": String(mid) }, (evs) => evs.some((e) => e.id === lastId));
-    expect(resumed.map((e) => e.id)).toEqual(live.filter((e) => e.id > mid).map((e) => e.id));
+    // Live, then cut mid-run: the first connection drops after the first transcript entry.
+    const first = await read({}, (evs) => evs.some((e) => e.type === "agent.text"));
+    expect(first.some((e) => e.type === "run.status")).toBe(false);
+    const cutAt = first[first.length - 1]!.id;
+    // Events keep happening while nobody listens; then the client comes back with Last-Event-ID.
+    await new Promise((r) => setTimeout(r, 1500));
+    const second = await read({ "last-event-id": String(cutAt) }, (evs) => evs.some((e) => e.type === "run.status"));
+    expect(second[0]!.id).toBeGreaterThan(cutAt);
+    // Together they are exactly the whole log, read afresh once the run is over: none lost, none repeated.
+    const whole = await read({}, (evs) => evs.some((e) => e.type === "run.status"));
+    expect([...first, ...second].map((e) => e.id)).toEqual(whole.map((e) => e.id));
+    expect(whole.filter((e) => e.type === "agent.result")).toHaveLength(2);
+    expect(new Set(whole.map((e) => e.id)).size).toBe(whole.length);
     await service.api(`/api/runs/${id}/cancel`, { method: "POST" });
   });
 
