@@ -29,6 +29,7 @@ export default defineConfig({
                 RETRY_BASE_MS: "200",
                 RETRY_CAP_MS: "1000",
                 POLL_INTERVAL_MS: "250",
+                PREVIEW_IDLE_MINUTES: "0.1",
               },
             },
           })),

@@ -39,6 +39,8 @@ export interface Env {
   RETRY_CAP_MS?: string;
   RETRY_LIMIT?: string;
   POLL_INTERVAL_MS?: string;
+  /** Minutes after the last preview request before the preview's server is stopped. */
+  PREVIEW_IDLE_MINUTES?: string;
   /** Bytes per part of a winner's tarball upload (min 5 MiB). */
   UPLOAD_PART_BYTES?: string;
 }

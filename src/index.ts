@@ -7,6 +7,7 @@ import { health } from "./routes/health.ts";
 import { ingest } from "./routes/ingest.ts";
 import { accounts, keys } from "./routes/keys.ts";
 import { page } from "./routes/page.tsx";
+import { previews } from "./routes/previews.ts";
 import { rounds } from "./routes/rounds.ts";
 import { runs } from "./routes/runs.ts";
 import { share } from "./routes/share.ts";
@@ -22,6 +23,7 @@ export const app = new Hono<AppEnv>()
   .route("/api/runs", runs)
   .route("/api/runs", rounds)
   .route("/api/runs", share)
+  .route("/api/runs", previews)
   .route("/r", page)
   .route("/ingest", ingest)
   .route("/", transfer)

@@ -29,6 +29,26 @@ const base = z.union([
   z.strictObject({ run: z.string().min(1), round: z.number().int().min(1) }),
 ]);
 
+/** How to serve an attempt's workspace for a preview, when detection should not guess. */
+export const previewConfigSchema = z.strictObject({
+  /** Run from the workspace with HOST=0.0.0.0 and PORT set; it must listen on 0.0.0.0:<port>. */
+  command: z.string().min(1).max(2_000),
+  port: z.number().int().min(1).max(65_535),
+  /** Run once before the server (e.g. "npm ci"). */
+  install: z.string().min(1).max(2_000).optional(),
+});
+export type PreviewConfig = z.output<typeof previewConfigSchema>;
+
+/** Options of one preview request. */
+export const previewRequestSchema = z.strictObject({
+  /** Seconds the signed link stays good: 1 hour by default, at most 24 hours. */
+  expiresIn: z.number().int().min(1).max(24 * 3600).default(3600),
+  /** Health check: tries, and milliseconds between them. */
+  healthTries: z.number().int().min(1).max(600).default(30),
+  healthIntervalMs: z.number().int().min(100).max(10_000).default(1000),
+});
+export type PreviewRequest = z.output<typeof previewRequestSchema>;
+
 export const runRequestSchema = z
   .strictObject({
     prompt: z.string().trim().min(1, "prompt must not be empty").max(MAX_PROMPT_CHARS),
@@ -45,6 +65,7 @@ export const runRequestSchema = z
       .default([...DEFAULT_EXCLUDES]),
     /** "manual": a person picks; "first-verified": the first attempt whose verify command passes wins. */
     winner: z.enum(["manual", "first-verified"]).default("manual"),
+    preview: previewConfigSchema.optional(),
     limits: z
       .strictObject({
         attemptMinutes: z.number().positive().min(0.05).max(24 * 60).optional(),
@@ -77,6 +98,8 @@ export const roundRequestSchema = z
     attempts: z.number().int().min(1).max(8).optional(),
     variations: z.array(variation).min(1).max(8).optional(),
     from: z.number().int().min(1).optional(),
+    /** How to serve this round's attempts for previews (the run's `preview` otherwise). */
+    preview: previewConfigSchema.optional(),
   })
   .superRefine((r, ctx) => {
     if (r.variations && r.attempts !== undefined && r.variations.length !== r.attempts) {

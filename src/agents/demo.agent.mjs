@@ -13,6 +13,9 @@
 //   [fixtures]        also writes what a workspace tarball must carry faithfully: a binary file, an
 //                     executable, a symlink, an empty directory, a non-ASCII name, and node_modules
 //   [add-only]        writes one new file, added-r<round>-a<attempt>.txt, and nothing else
+//   [static]          writes only index.html (a static site)
+//   [vite]            writes a Vite app (package.json with a dev script and vite, index.html, main.js)
+//   [never-ready]     writes a package.json whose start script never listens (a preview that never answers)
 import { chmodSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 
@@ -150,17 +153,44 @@ if (prompt.includes("[crash]")) {
   process.kill(process.pid, "SIGKILL");
 }
 
-await writeFileTurn(
-  "server.js",
-  `// attempt ${attempt}\nconst http = require("http");\nconst fs = require("fs");\n` +
-    `const port = Number(process.env.PORT || 3000);\n` +
-    `http.createServer((req, res) => {\n  res.setHeader("content-type", "text/html");\n` +
-    `  res.end(fs.readFileSync(__dirname + "/index.html"));\n}).listen(port, "0.0.0.0");\n`,
-);
-await writeFileTurn(
-  "package.json",
-  JSON.stringify({ name: `demo-attempt-${attempt}`, private: true, scripts: { start: "node server.js" } }, null, 2) + "\n",
-);
+const VITE_VERSION = "8.3.8";
+if (prompt.includes("[vite]")) {
+  await writeFileTurn(
+    "index.html",
+    `<!doctype html>\n<html><head><meta charset="utf-8"><title>${title}</title></head>\n` +
+      `<body style="background:${color}"><h1>${title}</h1><p id="app">loading</p><script type="module" src="/main.js"></script></body></html>\n`,
+  );
+  await writeFileTurn("main.js", `document.getElementById("app").textContent = "vite app, attempt ${attempt}";\n`);
+  await writeFileTurn(
+    "package.json",
+    JSON.stringify(
+      { name: `demo-vite-${attempt}`, private: true, type: "module", scripts: { dev: "vite", build: "vite build" }, devDependencies: { vite: VITE_VERSION } },
+      null,
+      2,
+    ) + "\n",
+  );
+} else if (prompt.includes("[never-ready]")) {
+  await writeFileTurn(
+    "package.json",
+    JSON.stringify(
+      { name: `demo-stuck-${attempt}`, private: true, scripts: { start: `node -e "console.log('warming up, attempt ${attempt}'); setInterval(() => {}, 1000)"` } },
+      null,
+      2,
+    ) + "\n",
+  );
+} else if (!prompt.includes("[static]")) {
+  await writeFileTurn(
+    "server.js",
+    `// attempt ${attempt}\nconst http = require("http");\nconst fs = require("fs");\n` +
+      `const port = Number(process.env.PORT || 3000);\n` +
+      `http.createServer((req, res) => {\n  res.setHeader("content-type", "text/html");\n` +
+      `  res.end(fs.readFileSync(__dirname + "/index.html"));\n}).listen(port, "0.0.0.0");\n`,
+  );
+  await writeFileTurn(
+    "package.json",
+    JSON.stringify({ name: `demo-attempt-${attempt}`, private: true, scripts: { start: "node server.js" } }, null, 2) + "\n",
+  );
+}
 
 if (prompt.includes("[fixtures]")) {
   turns++;

@@ -19,6 +19,7 @@ import { downloadUrl, ingestUrl, uploadUrl } from "../signed-urls.ts";
 import {
   DEFAULT_ATTEMPT_MINUTES,
   DEFAULT_MAX_TURNS,
+  type PreviewRequest,
   type RoundRequest,
   type RunRequest,
 } from "../run-request.ts";
@@ -51,6 +52,7 @@ import {
   type VerifyResult,
 } from "./store.ts";
 import { RunHooks } from "./hooks.ts";
+import { DEFAULT_PREVIEW_IDLE_MINUTES, Previews, type PreviewResult } from "./previews.ts";
 import { transcriptLine } from "./transcript.ts";
 import { toRunView, type RunView } from "./view.ts";
 
@@ -113,11 +115,13 @@ export interface IngestReport {
 const attemptKey = (round: number, n: number) => `attempt:${round}:${n}`;
 const deadlineKey = (round: number, n: number) => `deadline:${round}:${n}`;
 const winnerKey = (round: number) => `winner:${round}`;
+const previewKey = (round: number, n: number) => `preview:${round}:${n}`;
 const MIRROR_KEY = "mirror";
 
 export class RunCoordinator extends DurableObject<Env> {
   private readonly store: RunStore;
   private sandboxesClient: Sandboxes | null = null;
+  private previewsService: Previews | null = null;
   /** Timer keys whose handler runs now, and those that were poked while it ran. */
   private readonly inFlight = new Set<string>();
   private readonly poked = new Set<string>();
@@ -144,6 +148,19 @@ export class RunCoordinator extends DurableObject<Env> {
   private get sandboxes(): Sandboxes {
     this.sandboxesClient ??= new Sandboxes(this.env);
     return this.sandboxesClient;
+  }
+
+  private get previewService(): Previews {
+    const self = this;
+    this.previewsService ??= new Previews({
+      store: this.store,
+      get sandboxes() {
+        return self.sandboxes;
+      },
+      idleMinutes: Number(this.env.PREVIEW_IDLE_MINUTES ?? DEFAULT_PREVIEW_IDLE_MINUTES),
+      scheduleIdle: (round, n, at) => this.store.schedule(previewKey(round, n), at),
+    });
+    return this.previewsService;
   }
 
   // ---------------------------------------------------------------- RPC surface (called by routes)
@@ -179,7 +196,39 @@ export class RunCoordinator extends DurableObject<Env> {
 
   async view(): Promise<RunView> {
     const run = this.requireRun();
-    return toRunView(run, this.store.getRounds(), this.store.getAttempts(), this.env.PUBLIC_URL);
+    return this.viewOf(run);
+  }
+
+  private viewOf(run: RunState): RunView {
+    return toRunView(run, this.store.getRounds(), this.store.getAttempts(), this.env.PUBLIC_URL, this.store.getPreviews());
+  }
+
+  /**
+   * Serves one attempt's workspace for a preview and answers its signed link, or why not. `round`
+   * null is the newest round.
+   */
+  async preview(round: number | null, n: number, req: PreviewRequest): Promise<Outcome<PreviewResult>> {
+    const run = this.requireRun();
+    const r = round === null ? this.store.getRounds().at(-1)! : this.store.getRound(round);
+    if (!r) return refuse(404, "not_found", `round ${round} not found`);
+    const a = this.store.getAttempt(r.number, n);
+    if (!a) return refuse(404, "not_found", `attempt ${n} of round ${r.number} not found`);
+    const result = await this.previewService.open(a, r, run.request.preview, req);
+    await this.rearm();
+    this.scheduleViewPush();
+    return { ok: result };
+  }
+
+  /** Every attempt of a round at once, in parallel. */
+  async previewRound(round: number, req: PreviewRequest): Promise<Outcome<PreviewResult[]>> {
+    const run = this.requireRun();
+    const r = this.store.getRound(round);
+    if (!r) return refuse(404, "not_found", `round ${round} not found`);
+    const attempts = this.store.getAttempts().filter((a) => a.round === round);
+    const results = await Promise.all(attempts.map((a) => this.previewService.open(a, r, run.request.preview, req)));
+    await this.rearm();
+    this.scheduleViewPush();
+    return { ok: results };
   }
 
   /** Events after `afterSeq`, oldest first, as a JSON array (event data is free-form JSON). */
@@ -249,7 +298,7 @@ export class RunCoordinator extends DurableObject<Env> {
         after = batch[batch.length - 1]!.seq;
       }
     }
-    const view = toRunView(run, this.store.getRounds(), this.store.getAttempts(), this.env.PUBLIC_URL);
+    const view = this.viewOf(run);
     server.send(JSON.stringify({ type: "snapshot", seq: this.store.lastSeq(), run: view }));
     return new Response(null, { status: 101, webSocket: client });
   }
@@ -288,7 +337,7 @@ export class RunCoordinator extends DurableObject<Env> {
       this.viewPushTimer = null;
       const run = this.store.getRun();
       if (!run) return;
-      const view = toRunView(run, this.store.getRounds(), this.store.getAttempts(), this.env.PUBLIC_URL);
+      const view = this.viewOf(run);
       this.broadcast(JSON.stringify({ type: "run", seq: this.store.lastSeq(), run: view }));
     }, VIEW_PUSH_MS);
   }
@@ -382,7 +431,14 @@ export class RunCoordinator extends DurableObject<Env> {
     if (req.variations && req.variations.length !== attempts) {
       return refuse(400, "validation_failed", `variations must have one entry per attempt (${attempts})`);
     }
-    this.openRound({ number: rounds.length + 1, prompt: req.prompt, fromRound: fromNo, attempts, variations: req.variations ?? null });
+    this.openRound({
+      number: rounds.length + 1,
+      prompt: req.prompt,
+      fromRound: fromNo,
+      attempts,
+      variations: req.variations ?? null,
+      preview: req.preview ?? null,
+    });
     if (run.status !== "running") this.setRunStatus("running", null);
     await this.afterChange();
     return { ok: await this.view() };
@@ -504,6 +560,12 @@ export class RunCoordinator extends DurableObject<Env> {
       else if (kind === "deadline") await this.deadline(Number(round), Number(n));
       else if (kind === "winner") await this.packStep(Number(round));
       else if (kind === "hook") await this.hooks.onTimer(key);
+      else if (kind === "preview") {
+        const next = await this.previewService.idle(Number(round), Number(n));
+        if (next === null) this.store.unschedule(key);
+        else this.store.schedule(key, next);
+        this.scheduleViewPush();
+      }
       // The mirror key needs no handler: the alarm mirrors after every step.
       else this.store.unschedule(key);
     } catch (err) {
@@ -813,6 +875,7 @@ export class RunCoordinator extends DurableObject<Env> {
     attempts: number;
     variations: RoundState["variations"];
     baseWinner?: RoundState["baseWinner"];
+    preview?: RoundState["preview"];
   }): void {
     const now = Date.now();
     this.putRound({

@@ -2,7 +2,7 @@
 // Durable Object storage writes are synchronous and transactional within one event, so a step that
 // records "create requested" before calling Daytona cannot lose that record to a crash after the call.
 import type { AttemptStatus, RoundStatus, RunStatus, WinnerStatus } from "../db/schema.ts";
-import type { RunRequest } from "../run-request.ts";
+import type { PreviewConfig, RunRequest } from "../run-request.ts";
 
 export const FINAL: ReadonlySet<AttemptStatus> = new Set(["done", "failed", "cancelled"]);
 
@@ -42,6 +42,8 @@ export interface RoundState {
   /** Attempts in this round and their variations (the first round's come from the run request). */
   attempts: number;
   variations: { model?: string; promptSuffix?: string }[] | null;
+  /** How to serve this round's attempts for previews, when set on the round. */
+  preview?: PreviewConfig | null;
   winnerAttempt: number | null;
   winnerStatus: WinnerStatus | null;
   winnerError: string | null;
@@ -113,6 +115,21 @@ export interface AttemptState {
   updatedAt: number;
 }
 
+/** How an attempt's workspace is served, and the server and link of its latest preview. */
+export interface PreviewState {
+  /** The sandbox and workspace this was detected on; a change of either drops the detection. */
+  sandboxId: string;
+  workspaceKey: string;
+  detected: { kind: string; command: string; port: number; install: string | null } | null;
+  installed: boolean;
+  /** The server's session command, while it may be running. */
+  cmdId: string | null;
+  url: string | null;
+  expiresAt: number | null;
+  /** When someone last asked for the preview; the server is stopped after the idle limit. */
+  lastRequestedAt: number;
+}
+
 export interface JobReport {
   exitCode: number;
   at: number;
@@ -150,6 +167,8 @@ CREATE TABLE IF NOT EXISTS events (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, round INTEGER, attempt INTEGER,
   type TEXT NOT NULL, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_by_attempt ON events (round, attempt, seq);
+CREATE TABLE IF NOT EXISTS previews (
+  round INTEGER NOT NULL, number INTEGER NOT NULL, state TEXT NOT NULL, PRIMARY KEY (round, number));
 `;
 
 type Row = Record<string, SqlStorageValue>;
@@ -402,6 +421,29 @@ export class RunStore {
       .exec<Row>("SELECT * FROM events WHERE round = ? AND attempt = ? AND type = ? ORDER BY seq DESC LIMIT 1", round, attempt, type)
       .toArray()[0];
     return row ? toEvent(row) : null;
+  }
+
+  // ---- previews: one row per attempt that was ever previewed ----
+
+  getPreview(round: number, number: number): PreviewState | null {
+    const row = this.sql.exec<Row>("SELECT state FROM previews WHERE round = ? AND number = ?", round, number).toArray()[0];
+    return row ? (JSON.parse(String(row.state)) as PreviewState) : null;
+  }
+
+  putPreview(round: number, number: number, state: PreviewState): void {
+    this.sql.exec(
+      "INSERT INTO previews (round, number, state) VALUES (?, ?, ?) ON CONFLICT (round, number) DO UPDATE SET state = excluded.state",
+      round,
+      number,
+      JSON.stringify(state),
+    );
+  }
+
+  getPreviews(): (PreviewState & { round: number; number: number })[] {
+    return this.sql
+      .exec<Row>("SELECT round, number, state FROM previews")
+      .toArray()
+      .map((r) => ({ ...(JSON.parse(String(r.state)) as PreviewState), round: Number(r.round), number: Number(r.number) }));
   }
 
   lastSeq(): number {

@@ -1,12 +1,14 @@
 // The run as the API shows it. Built from the object's live state; holds nothing secret
 // (no sandbox env, no tokens, no signing material).
 import type { AttemptStatus, RoundStatus, RunStatus, WinnerStatus } from "../db/schema.ts";
-import type { AgentSummary, AttemptState, DiffStats, RoundState, RunState, VerifyResult } from "./store.ts";
+import type { AgentSummary, AttemptState, DiffStats, PreviewState, RoundState, RunState, VerifyResult } from "./store.ts";
 
 export interface AttemptView {
   number: number;
   status: AttemptStatus;
   sandboxId: string | null;
+  /** The attempt's sandbox is gone (or going): nothing more can run in it, no preview either. */
+  sandboxReleased: boolean;
   exitCode: number | null;
   error: string | null;
   retries: number;
@@ -16,7 +18,9 @@ export interface AttemptView {
   /** When each phase began (ms since epoch). */
   timestamps: Partial<Record<AttemptStatus, number>>;
   updatedAt: number;
-  links: { diff: string | null; log: string | null; cancel: string };
+  /** The attempt's latest preview link, while it is good. */
+  preview: { url: string; expiresAt: number } | null;
+  links: { diff: string | null; log: string | null; cancel: string; preview: string };
 }
 
 export interface RoundView {
@@ -51,7 +55,19 @@ export interface RunView {
   links: { self: string; events: string; cancel: string };
 }
 
-export function toRunView(run: RunState, rounds: RoundState[], attempts: AttemptState[], publicUrl: string): RunView {
+export function toRunView(
+  run: RunState,
+  rounds: RoundState[],
+  attempts: AttemptState[],
+  publicUrl: string,
+  previews: (PreviewState & { round: number; number: number })[] = [],
+): RunView {
+  const now = Date.now();
+  const previewOf = (a: AttemptState) => {
+    const p = previews.find((x) => x.round === a.round && x.number === a.number);
+    if (!p?.url || !p.expiresAt || p.expiresAt <= now || !p.cmdId || p.sandboxId !== a.sandboxId || a.sandboxDeleted || a.cleanupPending) return null;
+    return { url: p.url, expiresAt: p.expiresAt };
+  };
   const base = `${publicUrl.replace(/\/$/, "")}/api/runs/${run.id}`;
   const { prompt, ...config } = run.request;
   return {
@@ -89,6 +105,7 @@ export function toRunView(run: RunState, rounds: RoundState[], attempts: Attempt
           number: a.number,
           status: a.status,
           sandboxId: a.sandboxId,
+          sandboxReleased: Boolean(a.sandboxDeleted || a.cleanupPending),
           exitCode: a.exitCode,
           error: a.error,
           retries: a.retries,
@@ -97,10 +114,12 @@ export function toRunView(run: RunState, rounds: RoundState[], attempts: Attempt
           verify: a.verify,
           timestamps: a.timestamps,
           updatedAt: a.updatedAt,
+          preview: previewOf(a),
           links: {
             diff: a.status === "done" ? `${base}/rounds/${r.number}/attempts/${a.number}/diff` : null,
             log: a.status === "done" ? `${base}/rounds/${r.number}/attempts/${a.number}/log` : null,
             cancel: `${base}/attempts/${a.number}/cancel`,
+            preview: `${base}/rounds/${r.number}/attempts/${a.number}/preview`,
           },
         })),
     })),

@@ -146,6 +146,18 @@ const AttemptPane: FC<{ ctx: PageContext; round: RoundView; a: AttemptView; tx: 
           ))}
         </ol>
       </div>
+      <p class="preview-line">
+        {a.preview ? (
+          <a class="preview-link" href={a.preview.url} target="_blank" rel="noopener">
+            open preview
+          </a>
+        ) : null}
+        {ctx.scope === "control" && a.sandboxId && !a.sandboxReleased && (a.status === "done" || a.status === "running_agent") ? (
+          <button type="button" class="preview" data-round={String(round.number)} data-attempt={String(a.number)}>
+            {a.preview ? "refresh preview" : "preview"}
+          </button>
+        ) : null}
+      </p>
       {canPick && a.status === "done" ? (
         <button type="button" class="pick" data-round={String(round.number)} data-attempt={String(a.number)}>
           Pick as winner
@@ -215,6 +227,13 @@ export const LiveRegion: FC<{ ctx: PageContext; data: PageData }> = ({ ctx, data
               </h2>
             </summary>
             <p class="prompt">{clip(r.prompt, 2000)}</p>
+            {control && r.attempts.some((a) => a.status === "done" && !a.sandboxReleased) ? (
+              <p>
+                <button type="button" class="preview-all" data-round={String(r.number)}>
+                  Preview all
+                </button>
+              </p>
+            ) : null}
             {r.winner ? (
               <p class="winner-line">
                 Winner: attempt {r.winner.attempt} ·{" "}
@@ -348,6 +367,9 @@ code { font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; }
 .tx-more { font-size: 12px; color: var(--muted); }
 button { font: inherit; padding: 4px 12px; border-radius: 6px; border: 1px solid var(--line); background: var(--bg); color: var(--fg); cursor: pointer; }
 button.pick { align-self: flex-start; border-color: var(--win); }
+.preview-line:empty { display: none; }
+.preview-line { display: flex; gap: 8px; align-items: center; }
+button.preview, button.preview-all { border-color: var(--run); color: var(--run); }
 button.cancel { margin-left: 8px; border-color: var(--bad); color: var(--bad); }
 .next { margin: 16px 0; display: flex; flex-direction: column; gap: 6px; max-width: 720px; }
 .next textarea { font: inherit; width: 100%; padding: 6px; border-radius: 6px; border: 1px solid var(--line); background: var(--bg); color: var(--fg); }

@@ -200,11 +200,21 @@
     return json;
   }
   document.addEventListener("click", async (ev) => {
-    const btn = ev.target.closest("button.pick, button.cancel");
+    const btn = ev.target.closest("button.pick, button.cancel, button.preview, button.preview-all");
     if (!btn) return;
     btn.disabled = true;
     try {
-      if (btn.classList.contains("pick")) {
+      if (btn.classList.contains("preview")) {
+        say(`Starting attempt ${btn.dataset.attempt}'s preview…`);
+        const p = await post(`/rounds/${btn.dataset.round}/attempts/${btn.dataset.attempt}/preview`).catch((err) => ({ error: { message: err.message } }));
+        if (p.url) say(`Attempt ${p.attempt}'s preview is ready.`);
+        else say(`Attempt ${btn.dataset.attempt}: ${p.error.message}`, true);
+      } else if (btn.classList.contains("preview-all")) {
+        say("Starting every attempt's preview…");
+        const { previews } = await post(`/rounds/${btn.dataset.round}/preview`);
+        const failed = previews.filter((p) => p.error);
+        say(failed.length ? failed.map((p) => `Attempt ${p.attempt}: ${p.error.message}`).join("\n") : "Every preview is ready.", failed.length > 0);
+      } else if (btn.classList.contains("pick")) {
         await post(`/rounds/${btn.dataset.round}/winner`, { attempt: Number(btn.dataset.attempt) });
         say(`Picked attempt ${btn.dataset.attempt} as round ${btn.dataset.round}'s winner; packing its workspace.`);
       } else {

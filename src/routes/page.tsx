@@ -10,6 +10,7 @@ import liveScript from "../page/live.client.js";
 import { roundRequestSchema, winnerRequestSchema } from "../run-request.ts";
 import { pageUrl, resolveShareToken, type ResolvedShare } from "../share.ts";
 import type { AppEnv } from "./app-types.ts";
+import { answerPreview, previewOptions } from "./previews.ts";
 import { winnerTarball } from "./rounds.ts";
 import { coordinator, unwrap } from "./run-access.ts";
 import { intParam, jsonBody } from "./validate.ts";
@@ -115,6 +116,18 @@ export const page = new Hono<PageEnv>()
     requireControl(c);
     const req = await jsonBody(c, roundRequestSchema);
     return c.json(unwrap(await coordinator(c.env, c.get("share").runId).startRound(req)), 202);
+  })
+
+  .post("/:token/rounds/:round/attempts/:n/preview", async (c) => {
+    requireControl(c);
+    const stub = coordinator(c.env, c.get("share").runId);
+    return answerPreview(c, unwrap(await stub.preview(intParam(c, "round"), intParam(c, "n"), await previewOptions(c))));
+  })
+
+  .post("/:token/rounds/:round/preview", async (c) => {
+    requireControl(c);
+    const stub = coordinator(c.env, c.get("share").runId);
+    return c.json({ previews: unwrap(await stub.previewRound(intParam(c, "round"), await previewOptions(c))) });
   })
 
   .post("/:token/cancel", async (c) => {

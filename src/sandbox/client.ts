@@ -162,6 +162,13 @@ export class Sandboxes {
     return cmd.exitCode === null ? undefined : cmd.exitCode;
   }
 
+  /** A signed preview URL for one port: anyone holding it reaches that port until it expires. */
+  async signedPreviewUrl(id: string, port: number, expiresInSeconds: number): Promise<string> {
+    const sandbox = await this.get(id);
+    const res = await sandbox.getSignedPreviewUrl(port, expiresInSeconds);
+    return res.url;
+  }
+
   async deleteSession(id: string, sessionId: string): Promise<void> {
     const sandbox = await this.get(id);
     try {

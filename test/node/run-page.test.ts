@@ -124,6 +124,12 @@ describe("the run page", () => {
     expect(api.rounds).toHaveLength(2);
     expect(api.rounds[1]).toMatchObject({ fromRound: 1, prompt: "Now add a footer [slow:500]" });
     expect(api.rounds[1]!.attempts.map((a) => a.status)).toEqual(["done", "done", "done", "done"]);
+    // "Preview all": every attempt of round 2 gets a working preview link on the page.
+    await page.locator("#round-2 button.preview-all").click();
+    await expect.poll(() => page.locator("#round-2 a.preview-link").count(), { timeout: 60_000 }).toBe(4);
+    const links = await page.locator("#round-2 a.preview-link").evaluateAll((as) => as.map((a) => (a as unknown as { href: string }).href));
+    const served = await Promise.all(links.map(async (l) => (await fetch(l)).text()));
+    served.forEach((html, i) => expect(html).toContain(`<p>attempt ${i + 1}</p>`));
     await page.screenshot({ path: join(SHOTS, "run-page-round2.png"), fullPage: true });
     expect((page as Page & { errors: string[] }).errors).toEqual([]);
     await page.close();

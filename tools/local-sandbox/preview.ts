@@ -172,6 +172,9 @@ export async function handlePreview(app: App, req: IncomingMessage, res: ServerR
   }
   target.sandbox.touch();
   const upstream = http.request({
+    // No pooled keep-alive sockets: a sandbox's real port is an ephemeral one that a later sandbox's
+    // server may get again, and a socket pooled for the old server would answer it with a hang-up.
+    agent: false,
     host: await loopbackFor(port),
     port,
     method: req.method,

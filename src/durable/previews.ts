@@ -1,0 +1,186 @@
+// Previews: an attempt's app running in its sandbox, reachable through a signed URL for one port.
+//
+// For each request: the sandbox is started if Daytona stopped it; how to serve the workspace comes
+// from the run's or round's `preview` config, or is detected in the sandbox (cached per attempt until
+// its sandbox or workspace changes); dependencies are installed once; the server runs in its own
+// session, reused only if the sandbox says its command still runs; a health check from inside the
+// sandbox waits for an HTTP answer; then a fresh signed URL is made. After the idle limit without a
+// request the server is stopped, so preview traffic alone never keeps a sandbox up.
+import { MS_DIR } from "../agents/index.ts";
+import detectSource from "../agents/preview-detect.agent.mjs";
+import staticServerSource from "../agents/static-server.agent.mjs";
+import type { PreviewConfig, PreviewRequest } from "../run-request.ts";
+import type { Sandboxes } from "../sandbox/client.ts";
+import { describeSandboxError, isSandboxGone } from "../sandbox/errors.ts";
+import type { AttemptState, PreviewState, RoundState, RunStore } from "./store.ts";
+
+export const PREVIEW_SESSION = "multishot-preview";
+/** Minutes after the last preview request before its server is stopped. */
+export const DEFAULT_PREVIEW_IDLE_MINUTES = 30;
+const INSTALL_TIMEOUT_SEC = 600;
+const LOG = `${MS_DIR}/preview.log`;
+
+export type PreviewResult =
+  | { attempt: number; url: string; expiresAt: number; kind: string; port: number }
+  | { attempt: number; error: { code: "preview_failed"; message: string } };
+
+export interface PreviewHost {
+  store: RunStore;
+  sandboxes: Sandboxes;
+  idleMinutes: number;
+  /** Schedules (or moves) the attempt's idle timer. */
+  scheduleIdle(round: number, n: number, at: number): void;
+}
+
+class PreviewError extends Error {}
+
+const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+export class Previews {
+  private readonly host: PreviewHost;
+  /** One preview request per attempt at a time; a second one waits for the first's answer. */
+  private readonly inFlight = new Map<string, Promise<PreviewResult>>();
+
+  constructor(host: PreviewHost) {
+    this.host = host;
+  }
+
+  open(a: AttemptState, round: RoundState, runConfig: PreviewConfig | undefined, req: PreviewRequest): Promise<PreviewResult> {
+    const key = `${a.round}:${a.number}`;
+    const running = this.inFlight.get(key);
+    if (running) return running;
+    const p = this.openOnce(a, round, runConfig, req)
+      .catch((err): PreviewResult => ({
+        attempt: a.number,
+        error: { code: "preview_failed", message: err instanceof PreviewError ? err.message : `preview failed: ${describeSandboxError(err)}` },
+      }))
+      .finally(() => this.inFlight.delete(key));
+    this.inFlight.set(key, p);
+    return p;
+  }
+
+  private async openOnce(a: AttemptState, round: RoundState, runConfig: PreviewConfig | undefined, req: PreviewRequest): Promise<PreviewResult> {
+    const { store, sandboxes } = this.host;
+    if (!a.sandboxId || a.sandboxDeleted || a.cleanupPending) {
+      throw new PreviewError(
+        a.status === "queued" || a.status === "creating_sandbox"
+          ? "the attempt has no sandbox yet"
+          : `the attempt's sandbox is gone (attempt ${a.status}${a.error ? `: ${a.error}` : ""})`,
+      );
+    }
+    const sandboxId = a.sandboxId;
+    const now = Date.now();
+    try {
+      await sandboxes.ensureStarted(sandboxId);
+    } catch (err) {
+      if (isSandboxGone(err)) throw new PreviewError("the attempt's sandbox is gone");
+      throw err;
+    }
+    const home = await sandboxes.homeDir(sandboxId);
+    if (!home?.startsWith("/")) throw new PreviewError("the sandbox gave no usable home directory");
+    const workspace = `${home}/workspace`;
+    const workspaceKey = `${a.status}:${a.timestamps.done ?? a.timestamps.collecting_result ?? a.updatedAt}`;
+
+    // What to serve: config first, then the cached detection, then a fresh one.
+    let state = store.getPreview(a.round, a.number);
+    if (!state || state.sandboxId !== sandboxId || state.workspaceKey !== workspaceKey) {
+      state = { sandboxId, workspaceKey, detected: null, installed: false, cmdId: null, url: null, expiresAt: null, lastRequestedAt: now };
+    }
+    const config = round.preview ?? runConfig;
+    if (config) {
+      state.detected = { kind: "configured", command: config.command, port: config.port, install: config.install ?? null };
+    } else if (!state.detected) {
+      await sandboxes.uploadFiles(sandboxId, [
+        { path: `${home}/.multishot/preview-detect.mjs`, content: detectSource },
+        { path: `${home}/.multishot/static-server.mjs`, content: staticServerSource },
+      ]);
+      const res = await sandboxes.exec(sandboxId, `node ${q(`${home}/.multishot/preview-detect.mjs`)} ${q(workspace)} ${q(`${home}/.multishot/static-server.mjs`)}`);
+      let found: { kind?: string; command?: string; port?: number; install?: string | null; error?: string };
+      try {
+        found = JSON.parse(res.output.trim().split("\n").pop() ?? "");
+      } catch {
+        throw new PreviewError(`could not read the workspace to detect the project: ${res.output.trim().slice(-500)}`);
+      }
+      if (found.error || !found.command || !found.port) throw new PreviewError(found.error ?? "found nothing to serve");
+      state.detected = { kind: found.kind ?? "unknown", command: found.command, port: found.port, install: found.install ?? null };
+    }
+    state.lastRequestedAt = now;
+    store.putPreview(a.round, a.number, state);
+    const { command, port, install, kind } = state.detected;
+
+    // The server: reused only if the sandbox says it still runs.
+    let running = false;
+    if (state.cmdId) {
+      try {
+        running = (await sandboxes.commandExitCode(sandboxId, PREVIEW_SESSION, state.cmdId)) === undefined;
+      } catch (err) {
+        if (isSandboxGone(err)) throw new PreviewError("the attempt's sandbox is gone");
+        running = false;
+      }
+    }
+    if (!running) {
+      if (install && !state.installed) {
+        const res = await sandboxes.exec(sandboxId, `cd ${q(workspace)} && (${install}) > ${MS_DIR}/preview-install.log 2>&1; code=$?; tail -n 20 ${MS_DIR}/preview-install.log; exit $code`, INSTALL_TIMEOUT_SEC);
+        if (res.exitCode !== 0) throw new PreviewError(`installing dependencies (${install}) failed with exit code ${res.exitCode}:\n${res.output.trim().slice(-1500)}`);
+        state.installed = true;
+      }
+      // A fresh session: whatever an older server left behind goes with the old one.
+      await sandboxes.deleteSession(sandboxId, PREVIEW_SESSION).catch(() => {});
+      const viteHosts = kind === "vite" ? " __VITE_ADDITIONAL_SERVER_ALLOWED_HOSTS=.daytona.work,.daytona.app,.daytonaproxy01.net,localhost,127.0.0.1" : "";
+      state.cmdId = await sandboxes.startCommand(
+        sandboxId,
+        PREVIEW_SESSION,
+        `cd ${q(workspace)} && exec env HOST=0.0.0.0 PORT=${port}${viteHosts} bash -c ${q(command)} > ${LOG} 2>&1`,
+      );
+      store.putPreview(a.round, a.number, state);
+    }
+
+    // Ready when the port gives an HTTP answer below 500, asked from inside the sandbox.
+    const tries = req.healthTries;
+    const pause = (req.healthIntervalMs / 1000).toFixed(2);
+    const check = await sandboxes.exec(
+      sandboxId,
+      `for i in $(seq 1 ${tries}); do ` +
+        `code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' http://127.0.0.1:${port}/ || true); ` +
+        `case "$code" in [234]??) echo "ready $code"; exit 0;; esac; sleep ${pause}; done; ` +
+        `echo "not ready: last answer \${code:-none}"; tail -n 25 ${LOG}; exit 1`,
+      Math.ceil((tries * (req.healthIntervalMs + 2000)) / 1000) + 30,
+    );
+    if (check.exitCode !== 0) {
+      const lines = check.output.trim().split("\n");
+      const tail = lines.slice(1).join("\n").trim();
+      throw new PreviewError(
+        `the preview server (${command}) did not answer on port ${port} after ${tries} tries${tail ? `; its last log lines:\n${tail}` : " and printed nothing"}`,
+      );
+    }
+
+    const url = await sandboxes.signedPreviewUrl(sandboxId, port, req.expiresIn);
+    // The idle limit counts from when the link was handed out, not from the request (an install may
+    // have taken minutes).
+    const answeredAt = Date.now();
+    state.url = url;
+    state.expiresAt = answeredAt + req.expiresIn * 1000;
+    state.lastRequestedAt = answeredAt;
+    store.putPreview(a.round, a.number, state);
+    this.host.scheduleIdle(a.round, a.number, answeredAt + this.host.idleMinutes * 60_000);
+    return { attempt: a.number, url, expiresAt: state.expiresAt, kind, port };
+  }
+
+  /** The idle timer: stops the server if nobody asked for the preview since; true when it is done. */
+  async idle(round: number, n: number): Promise<number | null> {
+    const { store, sandboxes } = this.host;
+    const state = store.getPreview(round, n);
+    if (!state?.cmdId) return null;
+    const due = state.lastRequestedAt + this.host.idleMinutes * 60_000;
+    if (Date.now() < due) return due;
+    // A request being answered now restarts the clock when it ends.
+    if (this.inFlight.has(`${round}:${n}`)) return Date.now() + this.host.idleMinutes * 60_000;
+    try {
+      await sandboxes.deleteSession(state.sandboxId, PREVIEW_SESSION);
+    } catch (err) {
+      if (!isSandboxGone(err)) throw err;
+    }
+    store.putPreview(round, n, { ...state, cmdId: null, url: null, expiresAt: null });
+    return null;
+  }
+}
