@@ -34,6 +34,13 @@ export interface Env {
   /** Optional: where claude-code attempts send model calls (a gateway or a local fake). */
   ANTHROPIC_BASE_URL?: string;
 
+  /** Secret. Verifies Slack's requests to /slack/commands and /slack/interactions (the app's Signing Secret). */
+  SLACK_SIGNING_SECRET?: string;
+  /** Secret. The Slack app's bot token (xoxb-…): posts and updates run progress messages, opens modals. */
+  SLACK_BOT_TOKEN?: string;
+  /** Slack's Web API base, https://slack.com/api by default (tests point it at tools/fake-slack). */
+  SLACK_API_URL?: string;
+
   /** Tuning, mostly for tests: retry backoff base and cap (ms), poll interval (ms), max retries. */
   RETRY_BASE_MS?: string;
   RETRY_CAP_MS?: string;

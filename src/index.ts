@@ -11,7 +11,9 @@ import { previews } from "./routes/previews.ts";
 import { rounds } from "./routes/rounds.ts";
 import { runs } from "./routes/runs.ts";
 import { share } from "./routes/share.ts";
+import { slack } from "./routes/slack.ts";
 import { transfer } from "./routes/transfer.ts";
+import { webhooks } from "./routes/webhooks.ts";
 import { sweepSandboxes } from "./sweep.ts";
 
 export { RunCoordinator } from "./durable/run-coordinator.ts";
@@ -27,6 +29,8 @@ export const app = new Hono<AppEnv>()
   .route("/r", page)
   .route("/ingest", ingest)
   .route("/", transfer)
+  .route("/", slack)
+  .route("/", webhooks)
   .notFound((c) => c.json(errorBody("not_found", `no route for ${c.req.method} ${new URL(c.req.url).pathname}`), 404))
   .onError(handleError);
 

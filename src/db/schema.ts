@@ -168,3 +168,126 @@ export const shareLinks = sqliteTable(
   },
   (t) => [uniqueIndex("share_links_hash").on(t.hash), index("share_links_run").on(t.runId)],
 );
+
+// ---- Webhooks and Slack (src/routes/webhooks.ts, src/routes/slack.ts, src/integrations/) ----
+// No secret is stored here: a webhook endpoint's secret is derived from MULTISHOT_SIGNING_SECRET, the
+// endpoint's id and its secret version; Slack link codes are stored as hashes; the share link a Slack
+// run's messages point at is sealed (AES-GCM) under a key derived the same way.
+
+export type WebhookKind = "inbound" | "outbound";
+
+/**
+ * An account's webhook endpoint. Inbound: `POST /hooks/<id>` turns a signed payload into a run through
+ * `template`. Outbound: the account's run events (`events`) are POSTed, signed, to `url`.
+ */
+export const webhookEndpoints = sqliteTable(
+  "webhook_endpoints",
+  {
+    id: text("id").primaryKey(),
+    accountId: text("account_id")
+      .notNull()
+      .references(() => accounts.id),
+    kind: text("kind").$type<WebhookKind>().notNull(),
+    name: text("name").notNull().default(""),
+    /** Inbound: the template that maps a payload to a run request (see src/integrations/templates.ts). */
+    template: text("template", { mode: "json" }),
+    /** Outbound: where events are POSTed, and which event types. */
+    url: text("url"),
+    events: text("events", { mode: "json" }).$type<string[]>(),
+    /** Part of the secret's derivation: rotating the secret bumps it, and the old secret stops working. */
+    secretVersion: integer("secret_version").notNull().default(1),
+    /** SHA-256 of the creating request when it carried an Idempotency-Key (the id is derived from the key). */
+    requestHash: text("request_hash"),
+    createdAt: createdAt(),
+    deletedAt: integer("deleted_at", { mode: "number" }),
+  },
+  (t) => [index("webhook_endpoints_account").on(t.accountId, t.createdAt)],
+);
+
+/** Inbound deliveries an endpoint accepted, by the sender's delivery id: a redelivery answers the first run. */
+export const webhookReceipts = sqliteTable(
+  "webhook_receipts",
+  {
+    endpointId: text("endpoint_id")
+      .notNull()
+      .references(() => webhookEndpoints.id),
+    deliveryId: text("delivery_id").notNull(),
+    /** "started" (runId set) or "ignored" (the template's `when` did not match; `reason` says why). */
+    outcome: text("outcome").$type<"started" | "ignored">().notNull(),
+    runId: text("run_id"),
+    reason: text("reason"),
+    createdAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.endpointId, t.deliveryId] }), index("webhook_receipts_created").on(t.endpointId, t.createdAt)],
+);
+
+export type DeliveryStatus = "pending" | "delivered" | "failed";
+
+/**
+ * Outbound deliveries: one per event and endpoint. The run's Durable Object owns the delivery (its
+ * outbox) and mirrors each try here, which is the log `GET /api/webhooks/:id/deliveries` reads.
+ */
+export const webhookDeliveries = sqliteTable(
+  "webhook_deliveries",
+  {
+    id: text("id").primaryKey(),
+    endpointId: text("endpoint_id")
+      .notNull()
+      .references(() => webhookEndpoints.id),
+    accountId: text("account_id").notNull(),
+    runId: text("run_id").notNull(),
+    /** The run event's sequence number: deliveries of one run reach an endpoint in this order. */
+    seq: integer("seq").notNull(),
+    eventType: text("event_type").notNull(),
+    /** The JSON body, byte for byte as sent (signatures are made per try, with that try's timestamp). */
+    payload: text("payload").notNull(),
+    status: text("status").$type<DeliveryStatus>().notNull(),
+    tries: integer("tries").notNull().default(0),
+    lastStatus: integer("last_status"),
+    lastError: text("last_error"),
+    nextTryAt: integer("next_try_at", { mode: "number" }),
+    createdAt: createdAt(),
+    deliveredAt: integer("delivered_at", { mode: "number" }),
+  },
+  (t) => [index("webhook_deliveries_endpoint").on(t.endpointId, t.createdAt)],
+);
+
+/** A Slack workspace (userId "") or one Slack user, linked to a multishot account. */
+export const slackLinks = sqliteTable(
+  "slack_links",
+  {
+    id: text("id").primaryKey(),
+    accountId: text("account_id")
+      .notNull()
+      .references(() => accounts.id),
+    teamId: text("team_id").notNull(),
+    userId: text("user_id").notNull().default(""),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex("slack_links_team_user").on(t.teamId, t.userId), index("slack_links_account").on(t.accountId)],
+);
+
+/** One-time codes an account admin makes and a Slack user redeems with `/multishot link <code>`. */
+export const slackLinkCodes = sqliteTable("slack_link_codes", {
+  /** SHA-256 of the code. */
+  hash: text("hash").primaryKey(),
+  accountId: text("account_id")
+    .notNull()
+    .references(() => accounts.id),
+  scope: text("scope").$type<"team" | "user">().notNull(),
+  createdAt: createdAt(),
+  expiresAt: integer("expires_at", { mode: "number" }).notNull(),
+  usedAt: integer("used_at", { mode: "number" }),
+});
+
+/** Runs started from Slack: where their progress messages go. */
+export const slackRuns = sqliteTable("slack_runs", {
+  runId: text("run_id").primaryKey(),
+  accountId: text("account_id").notNull(),
+  teamId: text("team_id").notNull(),
+  channelId: text("channel_id").notNull(),
+  userId: text("user_id").notNull(),
+  /** The run page's share link, sealed (AES-GCM, key derived from MULTISHOT_SIGNING_SECRET). */
+  shareUrlSealed: text("share_url_sealed"),
+  createdAt: createdAt(),
+});

@@ -1,0 +1,79 @@
+// Request signatures, checked before anything else is read from a request.
+//
+// - Slack:     X-Slack-Signature: v0=<hex HMAC-SHA256(signing secret, "v0:<timestamp>:<raw body>")>,
+//              X-Slack-Request-Timestamp within five minutes of now.
+// - multishot: X-Multishot-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<raw body>")>,
+//              X-Multishot-Timestamp (unix seconds) within five minutes. Inbound hooks and outbound
+//              events use the same scheme. The timestamp is inside the signed text, so it cannot be
+//              moved forward to replay an old request.
+// - GitHub:    X-Hub-Signature-256: sha256=<hex HMAC-SHA256(secret, raw body)>. GitHub sends no
+//              timestamp; its delivery id (X-GitHub-Delivery) makes a replay land on the first run.
+// Every comparison is timing-safe.
+import { hmacSha256, timingSafeEqualStrings, toHex } from "../crypto.ts";
+
+export const SIGNATURE_WINDOW_SECONDS = 5 * 60;
+
+export const MULTISHOT_SIGNATURE = "x-multishot-signature";
+export const MULTISHOT_TIMESTAMP = "x-multishot-timestamp";
+export const MULTISHOT_DELIVERY = "x-multishot-delivery";
+export const MULTISHOT_EVENT = "x-multishot-event";
+export const GITHUB_SIGNATURE = "x-hub-signature-256";
+export const GITHUB_DELIVERY = "x-github-delivery";
+
+/** Why a request was refused, in words safe to send back (they name no secret and no expected value). */
+export type Verdict = { ok: true } | { ok: false; reason: string };
+
+const refused = (reason: string): Verdict => ({ ok: false, reason });
+
+/** A timestamp header in unix seconds, inside the window around `nowMs`. */
+function checkTimestamp(raw: string | null, nowMs: number, header: string): Verdict {
+  if (!raw) return refused(`missing ${header} header`);
+  if (!/^\d{1,12}$/.test(raw)) return refused(`${header} must be unix seconds`);
+  if (Math.abs(nowMs / 1000 - Number(raw)) > SIGNATURE_WINDOW_SECONDS) {
+    return refused(`${header} is more than ${SIGNATURE_WINDOW_SECONDS / 60} minutes away from now`);
+  }
+  return { ok: true };
+}
+
+export async function slackSignature(secret: string, timestamp: string, body: string): Promise<string> {
+  return `v0=${toHex(await hmacSha256(secret, `v0:${timestamp}:${body}`))}`;
+}
+
+export async function verifySlackRequest(secret: string, headers: Headers, body: string, nowMs = Date.now()): Promise<Verdict> {
+  const signature = headers.get("x-slack-signature");
+  const timestamp = headers.get("x-slack-request-timestamp");
+  if (!signature) return refused("missing X-Slack-Signature header");
+  const fresh = checkTimestamp(timestamp, nowMs, "X-Slack-Request-Timestamp");
+  if (!fresh.ok) return fresh;
+  const expected = await slackSignature(secret, timestamp!, body);
+  return (await timingSafeEqualStrings(signature, expected)) ? { ok: true } : refused("the Slack signature does not match");
+}
+
+export async function multishotSignature(secret: string, timestamp: number | string, body: string): Promise<string> {
+  return `sha256=${toHex(await hmacSha256(secret, `${timestamp}.${body}`))}`;
+}
+
+export async function githubSignature(secret: string, body: string): Promise<string> {
+  return `sha256=${toHex(await hmacSha256(secret, body))}`;
+}
+
+/** Which scheme a request is signed with, judged by its headers (multishot's wins when both are present). */
+export function signatureScheme(headers: Headers): "multishot" | "github" | null {
+  if (headers.has(MULTISHOT_SIGNATURE)) return "multishot";
+  if (headers.has(GITHUB_SIGNATURE)) return "github";
+  return null;
+}
+
+/** An inbound hook request signed with the endpoint's secret, in either scheme. */
+export async function verifyHookRequest(secret: string, headers: Headers, body: string, nowMs = Date.now()): Promise<Verdict> {
+  const scheme = signatureScheme(headers);
+  if (scheme === null) return refused(`missing signature: send ${"X-Multishot-Signature"} (or GitHub's X-Hub-Signature-256)`);
+  if (scheme === "github") {
+    const ok = await timingSafeEqualStrings(headers.get(GITHUB_SIGNATURE)!, await githubSignature(secret, body));
+    return ok ? { ok: true } : refused("the signature does not match");
+  }
+  const fresh = checkTimestamp(headers.get(MULTISHOT_TIMESTAMP), nowMs, "X-Multishot-Timestamp");
+  if (!fresh.ok) return fresh;
+  const expected = await multishotSignature(secret, headers.get(MULTISHOT_TIMESTAMP)!, body);
+  return (await timingSafeEqualStrings(headers.get(MULTISHOT_SIGNATURE)!, expected)) ? { ok: true } : refused("the signature does not match");
+}

@@ -1,0 +1,267 @@
+// Inbound webhooks: an account makes an endpoint (its secret shown once, stored nowhere); a payload
+// signed with that secret (multishot's scheme or GitHub's) starts a run through the endpoint's template,
+// once per delivery id; anything not signed right is refused with 401 and starts nothing.
+import { env } from "cloudflare:test";
+import { exports } from "cloudflare:workers";
+import { afterAll, describe, expect, it } from "vitest";
+import { ADMIN_TOKEN, api, getRun } from "./helpers.ts";
+
+const started: string[] = [];
+afterAll(async () => {
+  for (const id of started) await api(`/api/runs/${id}/cancel`, { method: "POST" });
+});
+
+/** HMAC-SHA256, hex: computed here, independently of the code under test. */
+async function hmacHex(secret: string, text: string): Promise<string> {
+  const key = await crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  const sig = new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(text)));
+  return [...sig].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+const now = () => Math.floor(Date.now() / 1000);
+
+interface Endpoint {
+  id: string;
+  kind: string;
+  hookUrl: string;
+  secret: string;
+}
+
+async function makeInbound(template: unknown, key?: string): Promise<Endpoint> {
+  const res = await api("/api/webhooks", { method: "POST", json: { kind: "inbound", name: "test", template }, ...(key ? { key } : {}) });
+  const body = (await res.json()) as Endpoint;
+  expect(res.status, JSON.stringify(body)).toBe(201);
+  return body;
+}
+
+function hook(endpointId: string, body: string, headers: Record<string, string>): Promise<Response> {
+  return exports.default.fetch(`http://multishot.test/hooks/${endpointId}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body,
+  });
+}
+
+async function multishotHeaders(secret: string, body: string, opts: { timestamp?: number; delivery?: string } = {}) {
+  const ts = opts.timestamp ?? now();
+  return {
+    "x-multishot-timestamp": String(ts),
+    "x-multishot-signature": `sha256=${await hmacHex(secret, `${ts}.${body}`)}`,
+    ...(opts.delivery ? { "x-multishot-delivery": opts.delivery } : {}),
+  };
+}
+
+const runCount = async () => (await env.DB.prepare("SELECT count(*) AS n FROM runs").first<{ n: number }>())!.n;
+
+async function errorOf(res: Response) {
+  return { status: res.status, error: ((await res.json()) as { error: { code: string; message: string } }).error };
+}
+
+const issueEvent = (action: string, n: number) => ({
+  action,
+  issue: {
+    number: n,
+    title: `Add a dark mode toggle #${n}`,
+    body: "The site should follow the system theme, with a toggle in the header.",
+    state: action === "closed" ? "closed" : "open",
+    html_url: `https://github.com/acme/site/issues/${n}`,
+  },
+  // Nothing listens here: the attempts fail to clone, which this test does not need.
+  repository: { full_name: "acme/site", clone_url: "http://127.0.0.1:9/acme/site.git", default_branch: "main" },
+  sender: { login: "octocat" },
+});
+
+describe("inbound webhooks", () => {
+  it("shows an endpoint's secret once and keeps it nowhere: not in D1, not in listings", async () => {
+    const e = await makeInbound("run-request");
+    expect(e.id).toMatch(/^wh_[a-z2-7]{20}$/);
+    expect(e.secret).toMatch(/^whsec_[A-Za-z0-9_-]{43}$/);
+    expect(e.hookUrl).toMatch(new RegExp(`/hooks/${e.id}$`));
+
+    const listed = await (await api("/api/webhooks")).text();
+    expect(listed).toContain(e.id);
+    expect(listed).not.toContain(e.secret);
+    const one = await (await api(`/api/webhooks/${e.id}`)).text();
+    expect(one).not.toContain(e.secret);
+    expect(JSON.parse(one)).not.toHaveProperty("secret");
+
+    const tables = await env.DB.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all<{ name: string }>();
+    for (const { name } of tables.results.filter((t) => !/^(_cf_|sqlite_)/.test(t.name))) {
+      const dump = JSON.stringify(await env.DB.prepare(`SELECT * FROM "${name}"`).all());
+      expect(dump, name).not.toContain(e.secret);
+      expect(dump, name).not.toContain(e.secret.slice(6));
+    }
+  });
+
+  it("starts a run from a GitHub issue event signed GitHub's way, and a redelivery answers the same run", async () => {
+    const e = await makeInbound({ preset: "github-issue", run: { agent: "demo", attempts: 2 } });
+    const before = await runCount();
+    const body = JSON.stringify(issueEvent("opened", 42));
+    const headers = {
+      "x-github-event": "issues",
+      "x-github-delivery": crypto.randomUUID(),
+      "x-hub-signature-256": `sha256=${await hmacHex(e.secret, body)}`,
+    };
+    const res = await hook(e.id, body, headers);
+    const first = (await res.json()) as { id: string; status: string; delivery: string; replayed?: boolean };
+    expect(res.status, JSON.stringify(first)).toBe(202);
+    expect(first.id).toMatch(/^run_[a-z2-7]{20}$/);
+    expect(first.replayed).toBeUndefined();
+    started.push(first.id);
+
+    const run = await getRun(first.id);
+    expect(run.prompt).toContain("Add a dark mode toggle #42");
+    expect(run.prompt).toContain("follow the system theme");
+    expect(run.config).toMatchObject({ attempts: 2, agent: "demo", base: { git: "http://127.0.0.1:9/acme/site.git", ref: "main" } });
+
+    const again = await hook(e.id, body, headers);
+    expect(again.status).toBe(200);
+    expect(await again.json()).toMatchObject({ id: first.id, replayed: true });
+    expect(await runCount()).toBe(before + 1);
+
+    // The endpoint's log names the delivery and its run.
+    const log = (await (await api(`/api/webhooks/${e.id}/deliveries`)).json()) as { deliveries: { id: string; outcome: string; runId: string }[] };
+    expect(log.deliveries).toEqual([expect.objectContaining({ id: headers["x-github-delivery"], outcome: "started", runId: first.id })]);
+
+    // An event the template does not want is acknowledged and ignored.
+    const closed = JSON.stringify(issueEvent("closed", 42));
+    const ignored = await hook(e.id, closed, {
+      "x-github-event": "issues",
+      "x-github-delivery": crypto.randomUUID(),
+      "x-hub-signature-256": `sha256=${await hmacHex(e.secret, closed)}`,
+    });
+    expect(ignored.status).toBe(200);
+    expect(await ignored.json()).toMatchObject({ ignored: true, reason: expect.stringContaining("action") });
+    expect(await runCount()).toBe(before + 1);
+  });
+
+  it("maps any JSON payload to a run through a template: placeholders, typed values, defaults and a when-filter", async () => {
+    const e = await makeInbound({
+      when: { event: ["push", "deploy"], "repo.private": false },
+      run: { prompt: "Fix {{repo.name}} on {{branch}}: {{commit.message}}", attempts: "{{count}}", agent: "demo", model: "{{missing.model}}" },
+    });
+    const payload = { event: "push", branch: "main", repo: { name: "site", private: false }, commit: { message: "the build is broken [hang]" }, count: 3 };
+    const body = JSON.stringify(payload);
+    const res = await hook(e.id, body, await multishotHeaders(e.secret, body, { delivery: "push-1" }));
+    const { id } = (await res.json()) as { id: string };
+    expect(res.status).toBe(202);
+    started.push(id);
+    const run = await getRun(id);
+    expect(run.prompt).toBe("Fix site on main: the build is broken [hang]");
+    expect(run.config).toMatchObject({ attempts: 3, agent: "demo" });
+    expect(run.config).not.toHaveProperty("model");
+
+    const other = JSON.stringify({ ...payload, event: "tag" });
+    const ignored = await hook(e.id, other, await multishotHeaders(e.secret, other, { delivery: "tag-1" }));
+    expect(await ignored.json()).toMatchObject({ ignored: true, reason: 'event is "tag", not "push" or "deploy"' });
+  });
+
+  it("refuses with 401 a tampered body, a wrong secret, a stale timestamp and a missing header, and starts nothing", async () => {
+    const e = await makeInbound({ preset: "run-request", run: { agent: "demo", attempts: 1 } });
+    const body = JSON.stringify({ prompt: "should never run [hang]" });
+    const good = await multishotHeaders(e.secret, body, { delivery: "d-1" });
+    const before = await runCount();
+    const cases: [string, string, Record<string, string>][] = [
+      ["tampered body", body.replace("never", "always"), good],
+      ["wrong secret", body, await multishotHeaders(`${e.secret}x`, body)],
+      ["stale timestamp", body, await multishotHeaders(e.secret, body, { timestamp: now() - 6 * 60 })],
+      ["timestamp from the future", body, await multishotHeaders(e.secret, body, { timestamp: now() + 6 * 60 })],
+      ["timestamp moved, signature kept", body, { ...good, "x-multishot-timestamp": String(now() + 1) }],
+      ["missing signature", body, { "x-multishot-timestamp": good["x-multishot-timestamp"] }],
+      ["missing timestamp", body, { "x-multishot-signature": good["x-multishot-signature"] }],
+      ["no headers at all", body, {}],
+      ["GitHub signature, wrong secret", body, { "x-hub-signature-256": `sha256=${await hmacHex("not-the-secret", body)}` }],
+    ];
+    for (const [what, sent, headers] of cases) {
+      const res = await hook(e.id, sent, headers);
+      const { status, error } = await errorOf(res);
+      expect(status, what).toBe(401);
+      expect(error.code, what).toBe("invalid_signature");
+      expect(error.message, what).not.toContain(e.secret);
+    }
+    expect(await runCount()).toBe(before);
+    const log = (await (await api(`/api/webhooks/${e.id}/deliveries`)).json()) as { deliveries: unknown[] };
+    expect(log.deliveries).toEqual([]);
+
+    // The same request signed right does start its run.
+    const ok = await hook(e.id, body, good);
+    expect(ok.status).toBe(202);
+    started.push(((await ok.json()) as { id: string }).id);
+    expect(await runCount()).toBe(before + 1);
+  });
+
+  it("answers bad requests with a 4xx JSON error that says what is wrong", async () => {
+    const bad: [unknown, string][] = [
+      [{ kind: "inbound", template: "gitlab-issue" }, "template"],
+      [{ kind: "inbound", template: { when: { action: { nested: true } }, run: { prompt: "x" } } }, "template"],
+      [{ kind: "inbound", template: {} }, "template"],
+      [{ kind: "outbound", url: "ftp://example.com/hook" }, "url"],
+      [{ kind: "outbound", url: "https://example.com/hook", events: ["run.exploded"] }, "events"],
+      [{ kind: "sideways" }, "kind"],
+      [{ template: "run-request" }, "kind"],
+    ];
+    for (const [json, mentions] of bad) {
+      const { status, error } = await errorOf(await api("/api/webhooks", { method: "POST", json }));
+      expect(status, JSON.stringify(json)).toBe(400);
+      expect(error.code).toBe("validation_failed");
+      expect(error.message, JSON.stringify(json)).toContain(mentions);
+    }
+
+    const e = await makeInbound({ preset: "run-request", run: { agent: "demo" } });
+    const before = await runCount();
+    const empty = JSON.stringify({ prompt: "   " });
+    const invalid = await errorOf(await hook(e.id, empty, await multishotHeaders(e.secret, empty)));
+    expect(invalid).toMatchObject({ status: 422, error: { code: "template_invalid_run", message: expect.stringContaining("prompt") } });
+    const notJson = "{nope";
+    expect(await errorOf(await hook(e.id, notJson, await multishotHeaders(e.secret, notJson)))).toMatchObject({ status: 400, error: { code: "invalid_json" } });
+    expect((await errorOf(await hook("wh_aaaaaaaaaaaaaaaaaaaa", empty, {}))).status).toBe(404);
+    expect((await errorOf(await hook("nonsense", empty, {}))).status).toBe(404);
+    expect(await runCount()).toBe(before);
+  });
+
+  it("keeps an account's endpoints to itself; rotating a secret retires the old one; a deleted endpoint answers 404", async () => {
+    const made = await api("/api/accounts", { method: "POST", json: { name: "hooks-other" }, key: ADMIN_TOKEN });
+    const other = ((await made.json()) as { key: { key: string } }).key.key;
+    const e = await makeInbound({ preset: "run-request", run: { agent: "demo", attempts: 1 } });
+    expect((await api(`/api/webhooks/${e.id}`, { key: other })).status).toBe(404);
+    expect((await api(`/api/webhooks/${e.id}`, { method: "DELETE", key: other })).status).toBe(404);
+    expect((await api(`/api/webhooks/${e.id}/deliveries`, { key: other })).status).toBe(404);
+    const theirs = (await (await api("/api/webhooks", { key: other })).json()) as { endpoints: unknown[] };
+    expect(theirs.endpoints).toEqual([]);
+    // Only admin keys manage webhooks.
+    const keyRes = await api("/api/keys", { method: "POST", json: { scopes: ["runs:write"] }, key: other });
+    const writer = ((await keyRes.json()) as { key: string }).key;
+    expect((await errorOf(await api("/api/webhooks", { key: writer }))).status).toBe(403);
+
+    const rotated = (await (await api(`/api/webhooks/${e.id}/secret`, { method: "POST" })).json()) as { secret: string; secretVersion: number };
+    expect(rotated.secretVersion).toBe(2);
+    expect(rotated.secret).not.toBe(e.secret);
+    const body = JSON.stringify({ prompt: "rotated [hang]" });
+    expect((await hook(e.id, body, await multishotHeaders(e.secret, body))).status).toBe(401);
+    const ok = await hook(e.id, body, await multishotHeaders(rotated.secret, body));
+    expect(ok.status).toBe(202);
+    started.push(((await ok.json()) as { id: string }).id);
+
+    expect((await api(`/api/webhooks/${e.id}`, { method: "DELETE" })).status).toBe(200);
+    expect((await hook(e.id, body, await multishotHeaders(rotated.secret, body))).status).toBe(404);
+    expect((await api(`/api/webhooks/${e.id}`)).status).toBe(404);
+  });
+
+  it("honours Idempotency-Key on creation without storing the answer", async () => {
+    const json = { kind: "outbound", url: "http://127.0.0.1:9/events" };
+    const key = `create-${crypto.randomUUID()}`;
+    const a = await api("/api/webhooks", { method: "POST", json, headers: { "idempotency-key": key } });
+    const b = await api("/api/webhooks", { method: "POST", json, headers: { "idempotency-key": key } });
+    expect([a.status, b.status]).toEqual([201, 201]);
+    expect(b.headers.get("idempotent-replayed")).toBe("true");
+    const [first, second] = (await Promise.all([a.json(), b.json()])) as [Endpoint, Endpoint];
+    expect(second).toEqual(first);
+    const listed = (await (await api("/api/webhooks")).json()) as { endpoints: { id: string }[] };
+    expect(listed.endpoints.filter((x) => x.id === first.id)).toHaveLength(1);
+    const reused = await api("/api/webhooks", { method: "POST", json: { ...json, name: "other" }, headers: { "idempotency-key": key } });
+    expect((await errorOf(reused)).status).toBe(422);
+    const stored = JSON.stringify(await env.DB.prepare("SELECT * FROM idempotency_keys").all());
+    expect(stored).not.toContain(first.secret);
+    await api(`/api/webhooks/${first.id}`, { method: "DELETE" });
+  });
+});
