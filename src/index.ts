@@ -6,6 +6,7 @@ import type { AppEnv } from "./routes/app-types.ts";
 import { health } from "./routes/health.ts";
 import { ingest } from "./routes/ingest.ts";
 import { accounts, keys } from "./routes/keys.ts";
+import { llm } from "./routes/llm.ts";
 import { page } from "./routes/page.tsx";
 import { previews } from "./routes/previews.ts";
 import { rounds } from "./routes/rounds.ts";
@@ -28,6 +29,7 @@ export const app = new Hono<AppEnv>()
   .route("/api/runs", previews)
   .route("/r", page)
   .route("/ingest", ingest)
+  .route("/llm", llm)
   .route("/", transfer)
   .route("/", slack)
   .route("/", webhooks)

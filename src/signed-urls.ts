@@ -3,6 +3,7 @@
 // - upload:   /upload/<run>/<round>/<try>/<expires>/<sig>/..., the winner's tarball parts and completion;
 //             expiring, and only good while that packing try is the current one.
 // - download: GET /download/<run>/<round>/<expires>/<sig>, a winner's tarball for the next round's seed.
+// - llm:      /llm/<run>/<round>/<attempt>/<sig>/v1/..., the attempt's credential gateway; dies with it.
 // Each signature is an HMAC of the purpose and every path part, so no URL can be bent to another use.
 import { base64url, hmacSha256, timingSafeEqualStrings } from "./crypto.ts";
 import { isLocalMode, type Env } from "./env.ts";
@@ -15,7 +16,7 @@ export function signingSecret(env: Env): string {
   throw new ApiError(500, "misconfigured", "MULTISHOT_SIGNING_SECRET is not set");
 }
 
-type Purpose = "ingest" | "upload" | "download";
+type Purpose = "ingest" | "upload" | "download" | "llm";
 
 async function sign(env: Env, purpose: Purpose, parts: (string | number)[]): Promise<string> {
   return base64url(await hmacSha256(signingSecret(env), `${purpose}:${parts.join(":")}`));
@@ -39,4 +40,9 @@ export async function uploadUrl(env: Env, runId: string, round: number, packTry:
 export async function downloadUrl(env: Env, runId: string, round: number, expiresAt: number): Promise<string> {
   const sig = await sign(env, "download", [runId, round, expiresAt]);
   return `${base(env)}/download/${runId}/${round}/${expiresAt}/${sig}`;
+}
+
+/** The attempt's credential gateway: its agent's ANTHROPIC_BASE_URL in API-key mode. */
+export async function llmGatewayUrl(env: Env, runId: string, round: number, attempt: number): Promise<string> {
+  return `${base(env)}/llm/${runId}/${round}/${attempt}/${await sign(env, "llm", [runId, round, attempt])}`;
 }

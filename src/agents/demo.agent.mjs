@@ -9,6 +9,8 @@
 //   [network-error]   ends with a transient "Connection error" result, exit code 1
 //   [slow:<ms>]       waits that long between turns
 //   [chatty:<n>]      thinks out loud first: n lines of assistant text (a long transcript)
+//   [llm:<n>]         makes n streaming calls to the Messages API at $ANTHROPIC_BASE_URL first (the
+//                     credential gateway in API-key mode); a refused call ends the agent with its error
 // and others shape what it writes:
 //   [fixtures]        also writes what a workspace tarball must carry faithfully: a binary file, an
 //                     executable, a symlink, an empty directory, a non-ASCII name, and node_modules
@@ -104,6 +106,29 @@ emit({
   permissionMode: "bypassPermissions",
   claude_code_version: VERSION,
 });
+
+const llmCalls = Number(/\[llm:(\d+)\]/.exec(prompt)?.[1] ?? 0);
+for (let i = 1; i <= llmCalls; i++) {
+  const base = process.env.ANTHROPIC_BASE_URL;
+  if (!base) {
+    result("error_during_execution", "no ANTHROPIC_BASE_URL to call", true);
+    process.exit(1);
+  }
+  const res = await fetch(`${base.replace(/\/$/, "")}/v1/messages`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-api-key": process.env.ANTHROPIC_API_KEY ?? "", "anthropic-version": "2023-06-01" },
+    body: JSON.stringify({ model: model === "demo-1" ? "claude-sonnet-4-5" : model, max_tokens: 256, stream: true, messages: [{ role: "user", content: prompt }] }),
+  }).catch((err) => ({ ok: false, status: 0, text: async () => String(err) }));
+  const text = await res.text();
+  if (!res.ok) {
+    turns++;
+    result("error_during_execution", `API Error: ${res.status} ${text}`, true);
+    process.exit(1);
+  }
+  turns++;
+  const said = [...text.matchAll(/"text":"([^"]*)"/g)].map((m) => m[1]).join("");
+  emit({ type: "assistant", message: { id: `msg_llm_${i}`, role: "assistant", model, content: [{ type: "text", text: `model call ${i}: ${said}` }], usage } });
+}
 
 if (prompt.includes("[hang]")) {
   setInterval(() => {}, 60_000);

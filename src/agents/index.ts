@@ -25,10 +25,11 @@ export interface AgentDefinition {
   /** Environment for the whole sandbox: settings only, never a credential. */
   sandboxEnv(env: Env): Record<string, string>;
   /**
-   * Credentials for the agent process alone, exported in its job script (not in the sandbox's env, so
-   * install, seed, collect and verify never see them).
+   * What the agent process alone gets, exported in its job script (not in the sandbox's env, so install,
+   * seed, collect and verify never see it). With `gateway` (API-key mode) that is the attempt's own
+   * gateway URL and no credential at all; otherwise the OAuth token (which the agent's code can read).
    */
-  agentSecrets(env: Env): Record<string, string>;
+  agentEnv(env: Env, gateway: string | null): Record<string, string>;
 }
 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -63,12 +64,16 @@ claude --version || { echo "claude is not on PATH after npm install"; exit 1; }
     CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
     DISABLE_TELEMETRY: "1",
     DISABLE_AUTOUPDATER: "1",
-    ...(env.ANTHROPIC_BASE_URL ? { ANTHROPIC_BASE_URL: env.ANTHROPIC_BASE_URL, NO_PROXY: "127.0.0.1,localhost" } : {}),
+    NO_PROXY: "127.0.0.1,localhost",
   }),
-  agentSecrets: (env) => ({
-    ...(env.ANTHROPIC_API_KEY ? { ANTHROPIC_API_KEY: env.ANTHROPIC_API_KEY } : {}),
-    ...(env.CLAUDE_CODE_OAUTH_TOKEN ? { CLAUDE_CODE_OAUTH_TOKEN: env.CLAUDE_CODE_OAUTH_TOKEN } : {}),
-  }),
+  agentEnv: (env, gateway): Record<string, string> =>
+    gateway
+      ? // The gateway holds the real key; the CLI just needs some key to send.
+        { ANTHROPIC_BASE_URL: gateway, ANTHROPIC_API_KEY: GATEWAY_PLACEHOLDER_KEY }
+      : {
+          ...(env.ANTHROPIC_BASE_URL ? { ANTHROPIC_BASE_URL: env.ANTHROPIC_BASE_URL } : {}),
+          ...(env.CLAUDE_CODE_OAUTH_TOKEN ? { CLAUDE_CODE_OAUTH_TOKEN: env.CLAUDE_CODE_OAUTH_TOKEN } : {}),
+        },
 };
 
 const demo: AgentDefinition = {
@@ -83,8 +88,12 @@ install -m 755 "${MS_DIR}/demo-agent.mjs" "${MS_DIR}/bin/multishot-demo-agent"
     `"${MS_DIR}/bin/multishot-demo-agent" -p --output-format stream-json --verbose ` +
     `--max-turns ${maxTurns}${model ? ` --model ${quote(model)}` : ""} < "${MS_DIR}/prompt.txt"`,
   sandboxEnv: () => ({}),
-  agentSecrets: () => ({}),
+  // The demo agent makes model calls only when its prompt asks ([llm:n]), through the gateway.
+  agentEnv: (_env, gateway): Record<string, string> => (gateway ? { ANTHROPIC_BASE_URL: gateway, ANTHROPIC_API_KEY: GATEWAY_PLACEHOLDER_KEY } : {}),
 };
+
+/** What agents send as their API key in API-key mode: not a secret; the gateway URL is the credential. */
+export const GATEWAY_PLACEHOLDER_KEY = "multishot-gateway";
 
 export const AGENTS: Record<AgentKind, AgentDefinition> = { "claude-code": claudeCode, demo };
 

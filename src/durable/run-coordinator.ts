@@ -15,7 +15,7 @@ import { parseAgentLine, type AgentEvent } from "../agents/stream-json.ts";
 import { db, mirrorRunState } from "../db/queries.ts";
 import type { AttemptStatus, RunStatus } from "../db/schema.ts";
 import type { Env } from "../env.ts";
-import { downloadUrl, ingestUrl, uploadUrl } from "../signed-urls.ts";
+import { downloadUrl, ingestUrl, llmGatewayUrl, uploadUrl } from "../signed-urls.ts";
 import {
   DEFAULT_ATTEMPT_MINUTES,
   DEFAULT_MAX_TURNS,
@@ -51,6 +51,7 @@ import {
   type UploadedPart,
   type VerifyResult,
 } from "./store.ts";
+import { addUsage, NO_USAGE, type CallUsage } from "../agents/usage.ts";
 import { RunHooks } from "./hooks.ts";
 import { DEFAULT_PREVIEW_IDLE_MINUTES, Previews, type PreviewResult } from "./previews.ts";
 import { transcriptLine } from "./transcript.ts";
@@ -229,6 +230,49 @@ export class RunCoordinator extends DurableObject<Env> {
     await this.rearm();
     this.scheduleViewPush();
     return { ok: results };
+  }
+
+  // ---------------------------------------------------------------- the credential gateway
+
+  /** May the attempt's agent make a model call now? Not once its attempt is over or the run's budget spent. */
+  async llmGate(round: number, n: number): Promise<Outcome<true>> {
+    const run = this.requireRun();
+    const a = this.store.getAttempt(round, n);
+    if (!a) return refuse(404, "not_found", "no such attempt");
+    if (FINAL.has(a.status)) return refuse(410, "attempt_over", `the attempt is over (${a.status}); its gateway token died with it`);
+    const over = this.budgetSpent(run);
+    if (over) {
+      this.overBudget(over);
+      await this.afterChange();
+      return refuse(402, "budget", over);
+    }
+    return { ok: true };
+  }
+
+  /** Adds one answer's usage to the attempt; past the run's budget, every attempt still working ends. */
+  async recordUsage(round: number, n: number, call: CallUsage): Promise<void> {
+    const run = this.requireRun();
+    for (let tries = 0; tries < 5; tries++) {
+      const a = this.store.getAttempt(round, n);
+      if (!a) return;
+      if (this.commit(a, { usage: addUsage(a.usage ?? NO_USAGE, call) })) break;
+    }
+    const over = this.budgetSpent(run);
+    if (over) this.overBudget(over);
+    this.scheduleViewPush();
+    await this.afterChange();
+  }
+
+  /** Why the run may spend no more, or null while it may. */
+  private budgetSpent(run: RunState): string | null {
+    const budget = run.request.limits?.budgetUsd;
+    if (budget === undefined) return null;
+    const spent = this.store.getAttempts().reduce((sum, a) => sum + (a.usage?.costUsd ?? 0), 0);
+    return spent >= budget ? `budget: the run's model calls cost $${spent.toFixed(4)} of its $${budget} budget` : null;
+  }
+
+  private overBudget(reason: string): void {
+    for (const a of this.store.getAttempts()) if (!FINAL.has(a.status)) this.finish(a, "failed", reason);
   }
 
   /** Events after `afterSeq`, oldest first, as a JSON array (event data is free-form JSON). */
@@ -1154,7 +1198,12 @@ export class RunCoordinator extends DurableObject<Env> {
       case "seed":
         return seedScript(req, a.round, await this.seedSource(a.round));
       case "agent":
-        return agentScript(req, req.limits?.maxTurns ?? DEFAULT_MAX_TURNS, this.instructionsFor(a).model, AGENTS[req.agent].agentSecrets(this.env));
+      {
+        // API-key mode: the agent gets its attempt's gateway URL, never the key.
+        const gateway = this.env.ANTHROPIC_API_KEY ? await llmGatewayUrl(this.env, this.requireRun().id, a.round, a.number) : null;
+        const agentEnv = AGENTS[req.agent].agentEnv(this.env, gateway);
+        return agentScript(req, req.limits?.maxTurns ?? DEFAULT_MAX_TURNS, this.instructionsFor(a).model, agentEnv);
+      }
       case "collect":
         return collectScript(req);
     }
@@ -1208,8 +1257,9 @@ export class RunCoordinator extends DurableObject<Env> {
 }
 
 /** A refusal a route turns into an HTTP error; RPC results carry it as data, not as a thrown error. */
-export type Outcome<T> = { ok: T } | { error: { status: 400 | 404 | 409 | 410; code: string; message: string } };
-const refuse = (status: 400 | 404 | 409 | 410, code: string, message: string) => ({ error: { status, code, message } }) as const;
+type RefusalStatus = 400 | 402 | 403 | 404 | 409 | 410;
+export type Outcome<T> = { ok: T } | { error: { status: RefusalStatus; code: string; message: string } };
+const refuse = (status: RefusalStatus, code: string, message: string) => ({ error: { status, code, message } }) as const;
 
 export const tarballKey = (runId: string, round: number) => `runs/${runId}/rounds/${round}/winner.tar.gz`;
 

@@ -2,6 +2,7 @@
 // Durable Object storage writes are synchronous and transactional within one event, so a step that
 // records "create requested" before calling Daytona cannot lose that record to a crash after the call.
 import type { AttemptStatus, RoundStatus, RunStatus, WinnerStatus } from "../db/schema.ts";
+import type { LlmUsage } from "../agents/usage.ts";
 import type { PreviewConfig, RunRequest } from "../run-request.ts";
 
 export const FINAL: ReadonlySet<AttemptStatus> = new Set(["done", "failed", "cancelled"]);
@@ -99,6 +100,8 @@ export interface AttemptState {
   summary: AgentSummary | null;
   diffStats: DiffStats | null;
   verify: VerifyResult | null;
+  /** Model calls through the credential gateway: tokens and cost, as the answers reported them. */
+  usage?: LlmUsage;
   timestamps: Partial<Record<AttemptStatus, number>>;
   /** The sandbox must still be deleted (a delete that failed is tried again). */
   cleanupPending: boolean;

@@ -1,5 +1,6 @@
 // The run as the API shows it. Built from the object's live state; holds nothing secret
 // (no sandbox env, no tokens, no signing material).
+import type { LlmUsage } from "../agents/usage.ts";
 import type { AttemptStatus, RoundStatus, RunStatus, WinnerStatus } from "../db/schema.ts";
 import type { AgentSummary, AttemptState, DiffStats, PreviewState, RoundState, RunState, VerifyResult } from "./store.ts";
 
@@ -13,6 +14,8 @@ export interface AttemptView {
   error: string | null;
   retries: number;
   summary: AgentSummary | null;
+  /** Model calls through the credential gateway (API-key mode): calls, tokens, cost in USD. */
+  usage: LlmUsage | null;
   diffStats: DiffStats | null;
   verify: VerifyResult | null;
   /** When each phase began (ms since epoch). */
@@ -110,6 +113,7 @@ export function toRunView(
           error: a.error,
           retries: a.retries,
           summary: a.summary,
+          usage: a.usage ?? null,
           diffStats: a.diffStats,
           verify: a.verify,
           timestamps: a.timestamps,

@@ -103,6 +103,12 @@ const AttemptPane: FC<{ ctx: PageContext; round: RoundView; a: AttemptView; tx: 
           </p>
         </div>
       ) : null}
+      {a.usage ? (
+        <p class="usage muted">
+          model: {a.usage.calls} {a.usage.calls === 1 ? "call" : "calls"} · {a.usage.inputTokens.toLocaleString("en")} in /{" "}
+          {a.usage.outputTokens.toLocaleString("en")} out tokens · {usd(a.usage.costUsd)}
+        </p>
+      ) : null}
       {a.diffStats ? (
         <p class="diff">
           {a.diffStats.files} {a.diffStats.files === 1 ? "file" : "files"} changed,{" "}

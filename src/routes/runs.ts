@@ -2,11 +2,12 @@
 // Durable Object; D1 answers listings and ownership.
 import { Hono } from "hono";
 import { randomId } from "../crypto.ts";
-import { db, listRuns, runOwner, storedWinner } from "../db/queries.ts";
+import { db, listRuns } from "../db/queries.ts";
 import type { RunStatus } from "../db/schema.ts";
 import type { RunEvent } from "../durable/store.ts";
 import { ApiError, notFound } from "../errors.ts";
 import { runRequestSchema } from "../run-request.ts";
+import { startRun } from "../runs/start.ts";
 import type { AppEnv } from "./app-types.ts";
 import { coordinator, ownedRun } from "./run-access.ts";
 import { requireApiKey, requireRunScope } from "./auth.ts";
@@ -21,23 +22,8 @@ export const runs = new Hono<AppEnv>()
 
   .post("/", idempotent, async (c) => {
     const request = await jsonBody(c, runRequestSchema);
-    let baseWinner;
-    if (request.base && "run" in request.base) {
-      const { run, round } = request.base;
-      const owner = await runOwner(db(c.env.DB), run);
-      if (owner !== c.get("accountId")) throw new ApiError(404, "not_found", `base.run: run ${run} not found`);
-      const winner = await storedWinner(db(c.env.DB), run, round);
-      if (!winner) throw new ApiError(404, "not_found", `base.round: run ${run} has no round ${round}`);
-      if (!winner.attempt) throw new ApiError(409, "no_winner", `base: round ${round} of run ${run} has no stored winner`);
-      baseWinner = { runId: run, round, attempt: winner.attempt, sha256: winner.sha256 };
-    }
     const id = randomId("run");
-    const view = await coordinator(c.env, id).start({
-      id,
-      accountId: c.get("accountId"),
-      request,
-      ...(baseWinner ? { baseWinner } : {}),
-    });
+    const view = await startRun(c.env, { id, accountId: c.get("accountId"), request });
     return c.json({ id, status: view.status, links: view.links }, 202);
   })
 

@@ -1,7 +1,8 @@
 // The claude-code agent kind, for real: the seed's install recipe in a local sandbox (the curl installer
 // cannot reach the internet here, so the npm fallback installs the real CLI), then the real `claude`
-// against a local fake of Anthropic's Messages API. Its file reaches the attempt's diff, and its turns
+// against a local fake of Anthropic's Messages API, through multishot's credential gateway. Its file reaches the attempt's diff, and its turns
 // and cost reach the API; the API key never does.
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -62,6 +63,15 @@ describe("the claude-code agent", () => {
     const events = await (await service.api(`/api/runs/${id}/events`)).text();
     expect(events).toContain('"name":"Write"');
     expect(JSON.stringify(run) + events).not.toContain(ANTHROPIC_KEY);
+    // It went through the credential gateway: the key never entered the sandbox, and the usage the fake
+    // reported is counted against the attempt.
+    expect(a.usage!.calls).toBe(calls.length);
+    expect(a.usage!.costUsd).toBeGreaterThan(0);
+    const agentJob = readFileSync(join(service.sandboxRoot, "sandboxes", a.sandboxId!, "home", ".multishot", "jobs", "agent.sh"), "utf8");
+    expect(agentJob).toMatch(/ANTHROPIC_BASE_URL='http:\/\/127\.0\.0\.1:\d+\/llm\//);
+    const found = spawnSync("grep", ["-rl", ANTHROPIC_KEY, service.sandboxRoot], { encoding: "utf8" });
+    expect(found.status).toBe(1); // grep: no match anywhere
+    expect(found.stdout).toBe("");
     await service.api(`/api/runs/${id}/cancel`, { method: "POST" });
   });
 });
