@@ -3,6 +3,7 @@ import { Hono } from "hono";
 import type { Env } from "./env.ts";
 import { errorBody, handleError } from "./errors.ts";
 import type { AppEnv } from "./routes/app-types.ts";
+import { admin } from "./routes/admin.ts";
 import { health } from "./routes/health.ts";
 import { ingest } from "./routes/ingest.ts";
 import { accounts, keys } from "./routes/keys.ts";
@@ -15,12 +16,13 @@ import { share } from "./routes/share.ts";
 import { slack } from "./routes/slack.ts";
 import { transfer } from "./routes/transfer.ts";
 import { webhooks } from "./routes/webhooks.ts";
-import { sweepSandboxes } from "./sweep.ts";
+import { scheduledSweep } from "./sweep.ts";
 
 export { RunCoordinator } from "./durable/run-coordinator.ts";
 
 export const app = new Hono<AppEnv>()
   .route("/", health)
+  .route("/api/admin", admin)
   .route("/api/keys", keys)
   .route("/api/accounts", accounts)
   .route("/api/runs", runs)
@@ -39,6 +41,6 @@ export const app = new Hono<AppEnv>()
 export default {
   fetch: app.fetch,
   async scheduled(_controller, env, ctx) {
-    ctx.waitUntil(sweepSandboxes(env).then((r) => console.log("sandbox sweep", JSON.stringify(r))));
+    ctx.waitUntil(scheduledSweep(env));
   },
 } satisfies ExportedHandler<Env>;

@@ -291,3 +291,18 @@ export const slackRuns = sqliteTable("slack_runs", {
   shareUrlSealed: text("share_url_sealed"),
   createdAt: createdAt(),
 });
+
+/** One row per scheduled sandbox sweep: what it saw, deleted (and verified gone), and failed to delete. */
+export const sweeps = sqliteTable(
+  "sweeps",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    at: integer("at", { mode: "number" }).notNull(),
+    seen: integer("seen").notNull(),
+    deleted: integer("deleted").notNull(),
+    failed: integer("failed").notNull(),
+    /** {sandboxId: reason} for each delete, and {sandboxId: error} for each failure, as JSON. */
+    detail: text("detail", { mode: "json" }).notNull(),
+  },
+  (t) => [index("sweeps_at").on(t.at)],
+);

@@ -2,8 +2,8 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { Sandboxes } from "../../src/sandbox/client.ts";
-import { sweepSandboxes } from "../../src/sweep.ts";
-import { liveSandboxes } from "./helpers.ts";
+import { recordSweep, sweepSandboxes } from "../../src/sweep.ts";
+import { ADMIN_TOKEN, api, DEV_KEY, liveSandboxes } from "./helpers.ts";
 
 const HOUR = 60 * 60_000;
 
@@ -44,19 +44,60 @@ describe("the sandbox sweep", () => {
     // Scoped to this test's run: other test files share the local sandbox server.
     const scope = { "multishot-run": runId };
     const early = await sweepSandboxes(env, Date.now(), scope);
-    expect(early.deleted.filter((id) => [failed, cancelled, done, unknown, unlabelled].includes(id))).toEqual([]);
+    expect(early.deleted).toEqual([]);
 
     // An hour on: ended attempts' sandboxes go; the done one stays for the winner pick; the unknown one waits a day.
     const hourLater = await sweepSandboxes(env, Date.now() + HOUR, scope);
-    expect(hourLater.deleted.sort()).toEqual([failed, cancelled].sort());
+    expect(hourLater.deleted.sort((a, b) => a.id.localeCompare(b.id))).toEqual(
+      [
+        { id: failed, reason: "its attempt is failed" },
+        { id: cancelled, reason: "its attempt is cancelled" },
+      ].sort((a, b) => a.id.localeCompare(b.id)),
+    );
     expect(hourLater.failed).toEqual([]);
     const afterHour = (await liveSandboxes(runId)).map((s) => s.id).sort();
     expect(afterHour).toEqual([done, unknown, unlabelled].sort());
 
     const dayLater = await sweepSandboxes(env, Date.now() + 25 * HOUR, scope);
-    expect(dayLater.deleted).toEqual([unknown]);
+    expect(dayLater.deleted).toEqual([{ id: unknown, reason: "its attempt is unknown" }]);
     expect((await liveSandboxes(runId)).map((s) => s.id).sort()).toEqual([done, unlabelled].sort());
 
     for (const id of [done, unlabelled]) await sandboxes.delete(id);
+  });
+
+  it("deletes a working attempt's sandbox that outlived its run's limits, and a done one once its round's winner is stored", async () => {
+    const sandboxes = new Sandboxes(env);
+    const runId = `run_limit${crypto.randomUUID().replace(/-/g, "").slice(0, 15)}`;
+    await env.DB.batch([
+      env.DB.prepare("INSERT OR IGNORE INTO accounts (id, name) VALUES ('acct_sweep', 'sweep')"),
+      env.DB.prepare(
+        `INSERT INTO runs (id, account_id, status, prompt, agent, config, attempt_count, updated_at) VALUES (?, 'acct_sweep', 'running', 'p', 'demo', '{"limits":{"attemptMinutes":10}}', 2, 0)`,
+      ).bind(runId),
+      env.DB.prepare("INSERT INTO rounds (run_id, number, prompt, status, winner_attempt, winner_status) VALUES (?, 1, 'p', 'finished', 2, 'stored')").bind(runId),
+      env.DB.prepare("INSERT INTO attempts (run_id, round, number, status, updated_at) VALUES (?, 1, 1, 'running_agent', 0)").bind(runId),
+      env.DB.prepare("INSERT INTO attempts (run_id, round, number, status, updated_at) VALUES (?, 1, 2, 'done', 0)").bind(runId),
+    ]);
+    const working = await sandboxFor(sandboxes, runId, 1, 1);
+    const winner = await sandboxFor(sandboxes, runId, 1, 2);
+    const scope = { "multishot-run": runId };
+    // An hour on, the winner's sandbox (stored) goes; the working one is within 10 + 140 minutes.
+    const hour = await sweepSandboxes(env, Date.now() + HOUR, scope);
+    expect(hour.deleted).toEqual([{ id: winner, reason: "its round's winner is stored" }]);
+    // Three hours on it has outlived its limits.
+    const later = await sweepSandboxes(env, Date.now() + 3 * HOUR, scope);
+    expect(later.deleted).toEqual([{ id: working, reason: "it outlived its run's limits" }]);
+    expect(await liveSandboxes(runId)).toEqual([]);
+
+    // Recorded sweeps show in the operator's stats.
+    const before = (await (await api("/api/admin/stats", { key: ADMIN_TOKEN })).json()) as { sweeper: { sweeps: number; deleted: number } };
+    await recordSweep(env, later);
+    const res = await api("/api/admin/stats", { key: ADMIN_TOKEN });
+    expect(res.status).toBe(200);
+    const stats = (await res.json()) as { sweeper: { sweeps: number; deleted: number; last: { deleted: number; detail: unknown } }; runs: Record<string, number> };
+    expect(stats.sweeper.sweeps).toBe(before.sweeper.sweeps + 1);
+    expect(stats.sweeper.deleted).toBe(before.sweeper.deleted + 1);
+    expect(stats.sweeper.last).toMatchObject({ deleted: 1, detail: { deleted: [{ id: working, reason: "it outlived its run's limits" }], failed: [] } });
+    expect(stats.runs.running).toBeGreaterThanOrEqual(1);
+    expect((await api("/api/admin/stats", { key: DEV_KEY })).status).toBe(403);
   });
 });
