@@ -47,7 +47,7 @@ export default defineConfig({
         test: {
           name: "node",
           environment: "node",
-          include: ["test/local-sandbox/**/*.test.ts", "test/node/**/*.test.ts"],
+          include: ["test/local-sandbox/**/*.test.ts", "test/node/**/*.test.ts", "test/cli/**/*.test.ts"],
           testTimeout: 120_000,
           hookTimeout: 120_000,
         },
