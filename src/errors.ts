@@ -23,7 +23,10 @@ export function errorBody(code: string, message: string, details?: unknown) {
 
 /** Hono's onError: ApiErrors answer as themselves; anything else is a 500 that names no internals. */
 export function handleError(err: Error, c: Context) {
-  if (err instanceof ApiError) return c.json(errorBody(err.code, err.message, err.details), err.status);
+  if (err instanceof ApiError) {
+    const retryAfter = (err.details as { retryAfter?: number } | undefined)?.retryAfter;
+    return c.json(errorBody(err.code, err.message, err.details), err.status, retryAfter ? { "retry-after": String(retryAfter) } : {});
+  }
   console.error("unhandled error", err.stack ?? err.message);
   return c.json(errorBody("internal", "internal error"), 500);
 }

@@ -70,6 +70,8 @@ export const runRequestSchema = z
       .strictObject({
         attemptMinutes: z.number().positive().min(0.05).max(24 * 60).optional(),
         maxTurns: z.number().int().min(1).max(500).optional(),
+        /** Rounds the run may have in all (the first included). */
+        maxRounds: z.number().int().min(1).max(100).optional(),
         /** USD the run's model calls may cost in all (API-key mode: counted by the credential gateway). */
         budgetUsd: z.number().positive().max(100_000).optional(),
       })

@@ -14,6 +14,10 @@ export const accounts = sqliteTable("accounts", {
   id: text("id").primaryKey(),
   name: text("name").notNull(),
   createdAt: createdAt(),
+  /** Attempts of the account's runs working at once; a run or round that would go beyond gets 429. */
+  maxConcurrentAttempts: integer("max_concurrent_attempts").notNull().default(8),
+  /** Runs the account may start in any hour. */
+  runsPerHour: integer("runs_per_hour").notNull().default(60),
 });
 
 /** API keys are stored as SHA-256 hashes; `prefix` is the short visible part used to find a key. */

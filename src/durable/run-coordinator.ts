@@ -464,6 +464,10 @@ export class RunCoordinator extends DurableObject<Env> {
     if (rounds.some((r) => r.status === "running")) {
       return refuse(409, "round_running", "a round is still running: wait for it to finish or cancel it");
     }
+    const maxRounds = run.request.limits?.maxRounds;
+    if (maxRounds !== undefined && rounds.length >= maxRounds) {
+      return refuse(409, "round_limit", `this run may have ${maxRounds} ${maxRounds === 1 ? "round" : "rounds"} (limits.maxRounds)`);
+    }
     const fromNo = req.from ?? rounds[rounds.length - 1]!.number;
     const from = this.store.getRound(fromNo);
     if (!from) return refuse(404, "not_found", `round ${fromNo} not found`);

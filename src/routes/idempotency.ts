@@ -1,6 +1,6 @@
 // Idempotency-Key on creating POSTs: the same key within 24 hours answers the first answer again (with
 // `idempotent-replayed: true`) and creates nothing. The same key with another request is refused; a
-// key whose first request is still being answered gets 409. Server errors free the key for a retry.
+// key whose first request is still being answered gets 409. Server errors and 429s free the key for a retry.
 import { createMiddleware } from "hono/factory";
 import { sha256Hex } from "../crypto.ts";
 import { claimIdempotencyKey, db, idempotencyRecord, releaseIdempotencyKey, settleIdempotencyKey } from "../db/queries.ts";
@@ -45,6 +45,7 @@ export const idempotent = createMiddleware<AppEnv>(async (c, next) => {
     await releaseIdempotencyKey(d, accountId, key);
     throw err;
   }
-  if (c.res.status >= 500) await releaseIdempotencyKey(d, accountId, key);
+  // A server error or a rate limit is not an answer to keep: the same key may try again.
+  if (c.res.status >= 500 || c.res.status === 429) await releaseIdempotencyKey(d, accountId, key);
   else await settleIdempotencyKey(d, accountId, key, c.res.status, await c.res.clone().text());
 });

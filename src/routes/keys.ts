@@ -3,7 +3,10 @@ import { Hono } from "hono";
 import { z } from "zod";
 import { randomId } from "../crypto.ts";
 import { createAccount, db, insertKey, listKeys, revokeKey } from "../db/queries.ts";
+import { eq } from "drizzle-orm";
+import { accounts as accountsTable } from "../db/schema.ts";
 import { ApiError, notFound } from "../errors.ts";
+import { accountUsage } from "../limits.ts";
 import { SCOPES, makeKey, parseScopes } from "../keys.ts";
 import type { AppEnv } from "./app-types.ts";
 import { requireApiKey, requireScope } from "./auth.ts";
@@ -40,13 +43,54 @@ export const keys = new Hono<AppEnv>()
     return c.json({ id: c.req.param("keyId"), revokedAt: now });
   });
 
-export const accounts = new Hono<AppEnv>().use("*", requireApiKey).post("/", async (c) => {
-  if (!c.get("operator")) throw new ApiError(403, "forbidden", "creating accounts needs ADMIN_TOKEN");
-  const req = await jsonBody(c, z.strictObject({ name: z.string().trim().min(1).max(100) }));
-  const accountId = randomId("acct");
-  const d = db(c.env.DB);
-  await createAccount(d, accountId, req.name);
-  const k = await makeKey();
-  await insertKey(d, { id: k.id, accountId, name: "admin", prefix: k.prefix, hash: k.hash, scopes: SCOPES.join(" ") });
-  return c.json({ account: { id: accountId, name: req.name }, key: { id: k.id, key: k.key, prefix: k.prefix, scopes: [...SCOPES] } }, 201);
+const accountLimits = z.strictObject({
+  concurrentAttempts: z.number().int().min(1).max(10_000).optional(),
+  runsPerHour: z.number().int().min(1).max(100_000).optional(),
 });
+
+const operatorOnly = (c: { get(k: "operator"): boolean }, what: string) => {
+  if (!c.get("operator")) throw new ApiError(403, "forbidden", `${what} needs ADMIN_TOKEN`);
+};
+
+export const accounts = new Hono<AppEnv>()
+  .use("*", requireApiKey)
+  .post("/", async (c) => {
+    operatorOnly(c, "creating accounts");
+    const req = await jsonBody(c, z.strictObject({ name: z.string().trim().min(1).max(100), limits: accountLimits.optional() }));
+    const accountId = randomId("acct");
+    const d = db(c.env.DB);
+    await createAccount(d, accountId, req.name);
+    if (req.limits) await setAccountLimits(d, accountId, req.limits);
+    const k = await makeKey();
+    await insertKey(d, { id: k.id, accountId, name: "admin", prefix: k.prefix, hash: k.hash, scopes: SCOPES.join(" ") });
+    const { limits } = await accountUsage(c.env, accountId);
+    return c.json({ account: { id: accountId, name: req.name, limits }, key: { id: k.id, key: k.key, prefix: k.prefix, scopes: [...SCOPES] } }, 201);
+  })
+
+  /** The caller's own account: its limits and how much of them is in use now. */
+  .get("/me", async (c) => {
+    if (c.get("operator")) throw new ApiError(403, "forbidden", "ADMIN_TOKEN belongs to no account");
+    const accountId = c.get("accountId");
+    const row = await db(c.env.DB).select({ name: accountsTable.name }).from(accountsTable).where(eq(accountsTable.id, accountId)).get();
+    const u = await accountUsage(c.env, accountId);
+    return c.json({ id: accountId, name: row?.name ?? "", limits: u.limits, usage: { activeAttempts: u.activeAttempts, runsLastHour: u.runsLastHour } });
+  })
+
+  /** The operator sets an account's limits. */
+  .patch("/:accountId", async (c) => {
+    operatorOnly(c, "changing an account's limits");
+    const req = await jsonBody(c, z.strictObject({ limits: accountLimits }));
+    const d = db(c.env.DB);
+    const id = c.req.param("accountId");
+    if (!(await d.select({ id: accountsTable.id }).from(accountsTable).where(eq(accountsTable.id, id)).get())) throw notFound("account");
+    await setAccountLimits(d, id, req.limits);
+    return c.json({ id, limits: (await accountUsage(c.env, id)).limits });
+  });
+
+async function setAccountLimits(d: ReturnType<typeof db>, id: string, limits: z.output<typeof accountLimits>): Promise<void> {
+  const set = {
+    ...(limits.concurrentAttempts !== undefined ? { maxConcurrentAttempts: limits.concurrentAttempts } : {}),
+    ...(limits.runsPerHour !== undefined ? { runsPerHour: limits.runsPerHour } : {}),
+  };
+  if (Object.keys(set).length) await d.update(accountsTable).set(set).where(eq(accountsTable.id, id));
+}

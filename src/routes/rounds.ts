@@ -2,6 +2,7 @@
 import { Hono } from "hono";
 import { tarballKey } from "../durable/run-coordinator.ts";
 import { errorBody, notFound } from "../errors.ts";
+import { checkAccountLimits, nextRoundAttempts } from "../limits.ts";
 import { coordinator, ownedRun, unwrap } from "./run-access.ts";
 import { roundRequestSchema, winnerRequestSchema } from "../run-request.ts";
 import type { AppEnv } from "./app-types.ts";
@@ -21,7 +22,9 @@ export const rounds = new Hono<AppEnv>()
   .post("/:id/rounds", idempotent, async (c) => {
     const id = await ownedRun(c);
     const req = await jsonBody(c, roundRequestSchema);
-    return c.json(unwrap(await coordinator(c.env, id).startRound(req)), 202);
+    const stub = coordinator(c.env, id);
+    await checkAccountLimits(c.env, c.get("accountId"), nextRoundAttempts((await stub.view()).config.attempts, req), false);
+    return c.json(unwrap(await stub.startRound(req)), 202);
   })
 
   // The winner's workspace as stored in R2: streamed, with Content-Length, ETag and Range.

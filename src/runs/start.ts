@@ -6,10 +6,13 @@ import { db, runOwner, storedWinner } from "../db/queries.ts";
 import type { RunView } from "../durable/view.ts";
 import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
+import { checkAccountLimits } from "../limits.ts";
 import type { RunRequest } from "../run-request.ts";
 
 export async function startRun(env: Env, input: { id: string; accountId: string; request: RunRequest }): Promise<RunView> {
   const { id, accountId, request } = input;
+  // A start that repeats (a retried Slack command, a redelivered hook) adds nothing: no limit applies.
+  if ((await runOwner(db(env.DB), id)) === null) await checkAccountLimits(env, accountId, request.attempts, true);
   let baseWinner;
   if (request.base && "run" in request.base) {
     const { run, round } = request.base;

@@ -1,0 +1,99 @@
+// Per-account limits inside workerd with real D1 and Durable Objects: attempts working at once and runs
+// per hour answer 429 with Retry-After (and start nothing); a slot that frees lets the next run start;
+// a 429 never sticks to an Idempotency-Key; a run's own round limit.
+import { env } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import type { RunView } from "../../src/durable/view.ts";
+import { ADMIN_TOKEN, api, settled } from "./helpers.ts";
+
+async function account(limits: Record<string, number>): Promise<string> {
+  const res = await api("/api/accounts", { method: "POST", json: { name: "limited", limits }, key: ADMIN_TOKEN });
+  expect(res.status).toBe(201);
+  const body = (await res.json()) as { account: { limits: Record<string, number> }; key: { key: string } };
+  expect(body.account.limits).toMatchObject(limits);
+  return body.key.key;
+}
+
+const start = (key: string, body: Record<string, unknown>, headers: Record<string, string> = {}) =>
+  api("/api/runs", { method: "POST", json: { agent: "demo", ...body }, key, headers });
+
+/** Waits for the run (another account's: read with its key) to settle. */
+async function settle(key: string, id: string): Promise<void> {
+  const until = Date.now() + 45_000;
+  while (!settled((await (await api(`/api/runs/${id}`, { key })).json()) as RunView)) {
+    if (Date.now() > until) throw new Error(`run ${id} did not settle`);
+    await new Promise((r) => setTimeout(r, 150));
+  }
+}
+
+async function runCount(key: string): Promise<number> {
+  return ((await (await api("/api/runs?limit=100", { key })).json()) as { runs: unknown[] }).runs.length;
+}
+
+describe("account limits", () => {
+  it("refuses attempts beyond the account's concurrency with 429 and Retry-After, and starts once a slot frees", async () => {
+    const key = await account({ concurrentAttempts: 8 });
+    const first = (await (await start(key, { prompt: "busy [slow:800]", attempts: 4 })).json()) as { id: string };
+    const second = (await (await start(key, { prompt: "busy too [slow:800]", attempts: 4 })).json()) as { id: string };
+    const me = (await (await api("/api/accounts/me", { key })).json()) as { usage: { activeAttempts: number } };
+    expect(me.usage.activeAttempts).toBe(8);
+
+    // The 9th attempt: refused, with when to ask again, and nothing started.
+    const ninth = await start(key, { prompt: "one more", attempts: 1 }, { "idempotency-key": "ninth" });
+    expect(ninth.status).toBe(429);
+    expect(ninth.headers.get("retry-after")).toBe("30");
+    expect(((await ninth.json()) as { error: { code: string; message: string } }).error).toMatchObject({
+      code: "too_many_attempts",
+      message: "this account may have 8 attempts working at once; 8 are, and this needs 1 more",
+    });
+    expect(await runCount(key)).toBe(2);
+
+    // A slot frees: the same request (same Idempotency-Key: a 429 is not kept) now starts.
+    await settle(key, first.id);
+    let retried = await start(key, { prompt: "one more", attempts: 1 }, { "idempotency-key": "ninth" });
+    for (const until = Date.now() + 10_000; retried.status === 429 && Date.now() < until; ) {
+      await new Promise((r) => setTimeout(r, 200));
+      retried = await start(key, { prompt: "one more", attempts: 1 }, { "idempotency-key": "ninth" });
+    }
+    expect(retried.status).toBe(202);
+    expect(retried.headers.get("idempotent-replayed")).toBeNull();
+    const ninthRun = (await retried.json()) as { id: string };
+    await settle(key, second.id);
+    await settle(key, ninthRun.id);
+    expect(await runCount(key)).toBe(3);
+  });
+
+  it("refuses runs beyond the account's runs per hour", async () => {
+    const key = await account({ runsPerHour: 2 });
+    const ids: string[] = [];
+    for (let i = 0; i < 2; i++) ids.push(((await (await start(key, { prompt: `run ${i}`, attempts: 1 })).json()) as { id: string }).id);
+    const third = await start(key, { prompt: "run 3", attempts: 1 });
+    expect(third.status).toBe(429);
+    const retry = Number(third.headers.get("retry-after"));
+    expect(retry).toBeGreaterThan(3500);
+    expect(retry).toBeLessThanOrEqual(3600);
+    expect(((await third.json()) as { error: { code: string } }).error.code).toBe("rate_limited");
+    expect(await runCount(key)).toBe(2);
+    for (const id of ids) await settle(key, id);
+  });
+
+  it("lets only the operator change limits, and enforces a run's round limit", async () => {
+    const key = await account({});
+    const me = (await (await api("/api/accounts/me", { key })).json()) as { id: string; limits: Record<string, number> };
+    expect(me.limits).toEqual({ concurrentAttempts: 8, runsPerHour: 60 });
+    expect((await api(`/api/accounts/${me.id}`, { method: "PATCH", json: { limits: { runsPerHour: 1000 } }, key })).status).toBe(403);
+    const patched = await api(`/api/accounts/${me.id}`, { method: "PATCH", json: { limits: { concurrentAttempts: 2 } }, key: ADMIN_TOKEN });
+    expect(((await patched.json()) as { limits: Record<string, number> }).limits).toEqual({ concurrentAttempts: 2, runsPerHour: 60 });
+    expect((await start(key, { prompt: "too wide", attempts: 3 })).status).toBe(429);
+
+    const res = await start(key, { prompt: "one round only", attempts: 1, limits: { maxRounds: 1 } });
+    expect(res.status).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    await settle(key, id);
+    const next = await api(`/api/runs/${id}/rounds`, { method: "POST", json: { prompt: "again" }, key });
+    expect(next.status).toBe(409);
+    expect(((await next.json()) as { error: { code: string } }).error.code).toBe("round_limit");
+    const rows = await env.DB.prepare("SELECT count(*) AS n FROM rounds WHERE run_id = ?").bind(id).first<{ n: number }>();
+    expect(rows!.n).toBe(1);
+  });
+});
