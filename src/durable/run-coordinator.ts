@@ -201,7 +201,7 @@ export class RunCoordinator extends DurableObject<Env> {
   }
 
   private viewOf(run: RunState): RunView {
-    return toRunView(run, this.store.getRounds(), this.store.getAttempts(), this.env.PUBLIC_URL, this.store.getPreviews());
+    return toRunView(run, this.store.getRounds(), this.store.getAttempts(), this.env.PUBLIC_URL, this.store.getPreviews(), this.store.lastSeq());
   }
 
   /**
@@ -415,6 +415,7 @@ export class RunCoordinator extends DurableObject<Env> {
     for (const r of this.store.getRounds()) {
       if (r.winnerStatus === "packing") {
         this.putRound({ ...r, winnerStatus: "failed", winnerError: reason });
+        this.event(r.number, r.winnerAttempt, "winner.pack_failed", { try: r.pack?.try ?? null, reason, final: true });
         this.store.unschedule(winnerKey(r.number));
         if (r.pack?.uploadId) this.ctx.waitUntil(this.abortUpload(r.number, r.pack.uploadId));
       }

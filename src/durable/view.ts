@@ -55,6 +55,8 @@ export interface RunView {
   updatedAt: number;
   finishedAt: number | null;
   rounds: RoundView[];
+  /** The newest event's seq: read events (or an SSE stream, with Last-Event-ID) from here for what follows. */
+  lastEventSeq: number;
   links: { self: string; events: string; cancel: string };
 }
 
@@ -64,6 +66,7 @@ export function toRunView(
   attempts: AttemptState[],
   publicUrl: string,
   previews: (PreviewState & { round: number; number: number })[] = [],
+  lastEventSeq = 0,
 ): RunView {
   const now = Date.now();
   const previewOf = (a: AttemptState) => {
@@ -127,6 +130,7 @@ export function toRunView(
           },
         })),
     })),
+    lastEventSeq,
     links: { self: base, events: `${base}/events`, cancel: `${base}/cancel` },
   };
 }
