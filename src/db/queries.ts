@@ -9,19 +9,41 @@ export const db = (d1: D1Database) => drizzle(d1, { schema: { accounts, apiKeys,
 
 export const LOCAL_ACCOUNT_ID = "acct_local";
 
+/** Made once per isolate (a D1 write on every dev-key request was most of a GET's cost). */
+let localAccountReady: Promise<void> | null = null;
+
 export async function ensureLocalAccount(d: Db): Promise<string> {
-  await d.insert(accounts).values({ id: LOCAL_ACCOUNT_ID, name: "local" }).onConflictDoNothing();
+  localAccountReady ??= d
+    .insert(accounts)
+    .values({ id: LOCAL_ACCOUNT_ID, name: "local" })
+    .onConflictDoNothing()
+    .then(() => undefined)
+    .catch((err: unknown) => {
+      localAccountReady = null;
+      throw err;
+    });
+  await localAccountReady;
   return LOCAL_ACCOUNT_ID;
 }
 
 /** The keys with this visible prefix (the caller compares hashes timing-safely). */
 export async function keysWithPrefix(d: Db, prefix: string) {
   return d
-    .select({ id: apiKeys.id, accountId: apiKeys.accountId, hash: apiKeys.hash, scopes: apiKeys.scopes, revokedAt: apiKeys.revokedAt })
+    .select({
+      id: apiKeys.id,
+      accountId: apiKeys.accountId,
+      hash: apiKeys.hash,
+      scopes: apiKeys.scopes,
+      revokedAt: apiKeys.revokedAt,
+      lastUsedAt: apiKeys.lastUsedAt,
+    })
     .from(apiKeys)
     .where(eq(apiKeys.prefix, prefix))
     .all();
 }
+
+/** How stale a key's last-used time may get: it is written at most once a minute, not on every request. */
+export const KEY_TOUCH_INTERVAL_MS = 60_000;
 
 export async function touchKey(d: Db, id: string): Promise<void> {
   await d.update(apiKeys).set({ lastUsedAt: Date.now() }).where(eq(apiKeys.id, id));

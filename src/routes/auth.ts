@@ -3,7 +3,7 @@
 // ADMIN_TOKEN, when set, is the operator's: it may create accounts and nothing else.
 import { createMiddleware } from "hono/factory";
 import { sha256Hex, timingSafeEqualStrings } from "../crypto.ts";
-import { db, ensureLocalAccount, keysWithPrefix, touchKey } from "../db/queries.ts";
+import { db, ensureLocalAccount, KEY_TOUCH_INTERVAL_MS, keysWithPrefix, touchKey } from "../db/queries.ts";
 import { isLocalMode } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { SCOPES, keyPrefix, parseScopes, type Scope } from "../keys.ts";
@@ -36,7 +36,9 @@ export const requireApiKey = createMiddleware<AppEnv>(async (c, next) => {
       if (row.revokedAt !== null) throw new ApiError(401, "unauthorized", "this API key has been revoked");
       c.set("accountId", row.accountId);
       c.set("scopes", parseScopes(row.scopes));
-      c.executionCtx.waitUntil(touchKey(d, row.id).catch(() => {}));
+      if (row.lastUsedAt === null || Date.now() - row.lastUsedAt > KEY_TOUCH_INTERVAL_MS) {
+        c.executionCtx.waitUntil(touchKey(d, row.id).catch(() => {}));
+      }
       return next();
     }
   }
