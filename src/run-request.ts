@@ -18,7 +18,9 @@ const base = z.union([
     git: z
       .string()
       .url()
-      .refine((u) => /^https?:\/\//.test(u), "only http(s) git URLs are supported"),
+      .refine((u) => /^https?:\/\//.test(u), "only http(s) git URLs are supported")
+      // Credentials in the URL would show in the run, its share page and the workspace's .git/config.
+      .refine((u) => !/^https?:\/\/[^/]*@/.test(u), "no credentials in the git URL: use a public repository URL"),
     ref: z
       .string()
       .min(1)
@@ -46,6 +48,9 @@ export const previewRequestSchema = z.strictObject({
   /** Health check: tries, and milliseconds between them. */
   healthTries: z.number().int().min(1).max(600).default(30),
   healthIntervalMs: z.number().int().min(100).max(10_000).default(1000),
+}).refine((r) => r.healthTries * r.healthIntervalMs <= 600_000, {
+  message: "healthTries × healthIntervalMs may be at most 10 minutes",
+  path: ["healthTries"],
 });
 export type PreviewRequest = z.output<typeof previewRequestSchema>;
 

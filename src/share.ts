@@ -71,7 +71,11 @@ export async function revokeShareLink(env: Env, runId: string, id: string): Prom
   const [row] = await d.select().from(shareLinks).where(and(eq(shareLinks.id, id), eq(shareLinks.runId, runId)));
   if (!row) return null;
   const revokedAt = row.revokedAt ?? Date.now();
-  if (row.revokedAt === null) await d.update(shareLinks).set({ revokedAt }).where(eq(shareLinks.id, id));
+  if (row.revokedAt === null) {
+    await d.update(shareLinks).set({ revokedAt }).where(eq(shareLinks.id, id));
+    // Pages already open on the link stop getting the run.
+    await env.RUN_COORDINATOR.get(env.RUN_COORDINATOR.idFromName(runId)).closeLink(id);
+  }
   return { id: row.id, runId: row.runId, scope: row.scope, createdAt: row.createdAt, expiresAt: row.expiresAt, revokedAt };
 }
 
@@ -80,6 +84,7 @@ export interface ResolvedShare {
   runId: string;
   accountId: string;
   scope: ShareScope;
+  expiresAt: number | null;
 }
 
 /** The run a token opens, if the link is live: never revoked, not expired, its run still there. */
@@ -101,5 +106,5 @@ export async function resolveShareToken(env: Env, token: string): Promise<Resolv
     .where(eq(shareLinks.hash, hash));
   if (!row || row.revokedAt !== null || row.runAccount !== row.accountId) return null;
   if (row.expiresAt !== null && row.expiresAt <= Date.now()) return null;
-  return { linkId: row.id, runId: row.runId, accountId: row.accountId, scope: row.scope };
+  return { linkId: row.id, runId: row.runId, accountId: row.accountId, scope: row.scope, expiresAt: row.expiresAt };
 }

@@ -18,8 +18,11 @@ const GRACE_MS = 10 * 60_000;
  * deployment sharing the Daytona organization, or to an attempt whose mirror is lagging.
  */
 const UNKNOWN_GRACE_MS = 24 * 60 * 60_000;
-/** Beyond its agent's minutes, what an attempt's setup jobs and collection may take, plus a margin. */
-const LIMIT_SLACK_MS = (4 * 20 + 60) * 60_000;
+/** Beyond its agent's minutes, what an attempt's setup jobs and collection may take. */
+const SETUP_MS = 4 * 20 * 60_000;
+/** Every retry starts its job again with a fresh deadline: a sandbox may live through all of them. */
+const MAX_TRIES = 4;
+const LIMIT_MARGIN_MS = 60 * 60_000;
 
 export interface SweepReport {
   at: number;
@@ -39,7 +42,9 @@ function whyDelete(
   if (row.runStatus === "cancelled") return "its run is cancelled";
   if (row.status === "done" && row.winnerStatus === "stored") return "its round's winner is stored";
   const minutes = (row.config as { limits?: { attemptMinutes?: number } } | null)?.limits?.attemptMinutes ?? DEFAULT_ATTEMPT_MINUTES;
-  if (row.status !== "done" && ageMs !== null && ageMs > minutes * 60_000 + LIMIT_SLACK_MS) return "it outlived its run's limits";
+  if (row.status !== "done" && ageMs !== null && ageMs > (minutes * 60_000 + SETUP_MS) * MAX_TRIES + LIMIT_MARGIN_MS) {
+    return "it outlived its run's limits";
+  }
   return null;
 }
 

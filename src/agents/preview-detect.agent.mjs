@@ -61,6 +61,8 @@ const pyFiles = readdirSync(workspace).filter((f) => f.endsWith(".py"));
 for (const f of pyFiles) {
   const src = read(f);
   const mod = f.replace(/\.py$/, "");
+  // Only a plain module name goes into a command line.
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(mod)) continue;
   const app = /^(\w+)\s*=\s*FastAPI\(/m.exec(src)?.[1];
   if (app || (/fastapi/i.test(requirements) && /FastAPI\(/.test(src))) {
     out({ kind: "fastapi", command: `python3 -m uvicorn ${mod}:${app ?? "app"} --host 0.0.0.0 --port 8000`, port: 8000, install: pyInstall });

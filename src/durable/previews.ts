@@ -102,6 +102,7 @@ export class Previews {
         throw new PreviewError(`could not read the workspace to detect the project: ${res.output.trim().slice(-500)}`);
       }
       if (found.error || !found.command || !found.port) throw new PreviewError(found.error ?? "found nothing to serve");
+      if (!Number.isInteger(found.port) || found.port < 1 || found.port > 65_535) throw new PreviewError(`detection gave a bad port: ${found.port}`);
       state.detected = { kind: found.kind ?? "unknown", command: found.command, port: found.port, install: found.install ?? null };
     }
     state.lastRequestedAt = now;
@@ -133,6 +134,8 @@ export class Previews {
         `cd ${q(workspace)} && exec env HOST=0.0.0.0 PORT=${port}${viteHosts} bash -c ${q(command)} > ${LOG} 2>&1`,
       );
       store.putPreview(a.round, a.number, state);
+      // From now on a server runs: it gets stopped after the idle limit even if this request fails.
+      this.host.scheduleIdle(a.round, a.number, Date.now() + this.host.idleMinutes * 60_000);
     }
 
     // Ready when the port gives an HTTP answer below 500, asked from inside the sandbox.

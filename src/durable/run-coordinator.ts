@@ -134,6 +134,8 @@ export class RunCoordinator extends DurableObject<Env> {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
+    // Keep-alive pings from live pages are answered without waking a hibernating object.
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
     this.store = new RunStore(ctx.storage);
     this.redact = redactorFor(env);
     this.hooks = new RunHooks({
@@ -272,7 +274,8 @@ export class RunCoordinator extends DurableObject<Env> {
   }
 
   private overBudget(reason: string): void {
-    for (const a of this.store.getAttempts()) if (!FINAL.has(a.status)) this.finish(a, "failed", reason);
+    // An attempt past its agent (collecting its result) keeps its finished work.
+    for (const a of this.store.getAttempts()) if (!FINAL.has(a.status) && a.status !== "collecting_result") this.finish(a, "failed", reason);
   }
 
   /** Events after `afterSeq`, oldest first, as a JSON array (event data is free-form JSON). */
@@ -288,7 +291,11 @@ export class RunCoordinator extends DurableObject<Env> {
    */
   override async fetch(request: Request): Promise<Response> {
     const url = new URL(request.url);
-    if (url.pathname === "/live") return this.acceptLive(request, Number(url.searchParams.get("after") ?? "0"));
+    // A share link's stream says which link it is and when that link expires; the stream ends then (and
+    // a revoked link's sockets are closed by closeLink).
+    const link = url.searchParams.get("link");
+    const linkExpiresAt = Number(url.searchParams.get("expires") ?? "0") || null;
+    if (url.pathname === "/live") return this.acceptLive(request, Number(url.searchParams.get("after") ?? "0"), link, linkExpiresAt);
     if (url.pathname !== "/events") return new Response("not found", { status: 404 });
     let last = Number(url.searchParams.get("after") ?? "0");
     const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
@@ -299,6 +306,11 @@ export class RunCoordinator extends DurableObject<Env> {
       try {
         await writer.write(encoder.encode(": multishot run events\n\n"));
         for (;;) {
+          if (linkExpiresAt !== null && Date.now() >= linkExpiresAt) {
+            await writer.write(encoder.encode("event: link.expired\ndata: {}\n\n"));
+            await writer.close();
+            return;
+          }
           const batch = this.store.events(last, 200);
           for (const e of batch) {
             await writer.write(encoder.encode(`id: ${e.seq}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`));
@@ -326,7 +338,7 @@ export class RunCoordinator extends DurableObject<Env> {
    * `{type: "event", event}` and the run's view as `{type: "run", seq, run}` shortly after it changes.
    * Nothing awaits between reading the log and accepting the socket, so no event falls in between.
    */
-  private acceptLive(request: Request, after: number): Response {
+  private acceptLive(request: Request, after: number, link: string | null = null, linkExpiresAt: number | null = null): Response {
     if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
       return new Response(JSON.stringify({ error: { code: "upgrade_required", message: "connect with a WebSocket" } }), {
         status: 426,
@@ -335,7 +347,8 @@ export class RunCoordinator extends DurableObject<Env> {
     }
     const run = this.requireRun();
     const { 0: client, 1: server } = new WebSocketPair();
-    this.ctx.acceptWebSocket(server);
+    this.ctx.acceptWebSocket(server, link ? [`link:${link}`] : []);
+    server.serializeAttachment({ linkExpiresAt });
     if (Number.isInteger(after) && after > 0) {
       for (let batch = this.store.events(after, 500); batch.length; batch = this.store.events(after, 500)) {
         for (const event of batch) server.send(JSON.stringify({ type: "event", event }));
@@ -360,8 +373,31 @@ export class RunCoordinator extends DurableObject<Env> {
   }
 
   /** Sends to every open live socket; a socket that fails is dropped. */
+  /** Closes the live sockets a share link opened (it was revoked). */
+  async closeLink(linkId: string): Promise<number> {
+    const sockets = this.ctx.getWebSockets(`link:${linkId}`);
+    for (const ws of sockets) {
+      try {
+        ws.close(4001, "link revoked");
+      } catch {
+        // Gone.
+      }
+    }
+    return sockets.length;
+  }
+
   private broadcast(message: string): void {
+    const now = Date.now();
     for (const ws of this.ctx.getWebSockets()) {
+      const expiresAt = (ws.deserializeAttachment() as { linkExpiresAt?: number | null } | null)?.linkExpiresAt;
+      if (expiresAt && now >= expiresAt) {
+        try {
+          ws.close(4001, "link expired");
+        } catch {
+          // Gone.
+        }
+        continue;
+      }
       try {
         ws.send(message);
       } catch {
@@ -1152,7 +1188,8 @@ export class RunCoordinator extends DurableObject<Env> {
     const seq = this.store.appendEvent(e);
     if (this.ctx.getWebSockets().length) {
       this.broadcast(JSON.stringify({ type: "event", event: { seq, ...e } }));
-      this.scheduleViewPush();
+      // A transcript entry changes no view: the event itself is what live readers need.
+      if (!type.startsWith("agent.")) this.scheduleViewPush();
     }
     try {
       this.hooks.onEvent({ seq, ...e });

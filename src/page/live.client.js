@@ -162,8 +162,14 @@
         refreshSoon();
       }
     };
-    ws.onclose = () => {
+    ws.onclose = (ev) => {
       clearInterval(ping);
+      if (ev.code === 4001) {
+        conn.textContent = "link expired";
+        conn.className = "conn down";
+        say("This link has expired or was revoked.", true);
+        return;
+      }
       conn.textContent = "reconnecting…";
       conn.className = "conn down";
       setTimeout(connect, retryMs);

@@ -11,7 +11,19 @@ import { coordinator } from "./run-access.ts";
 
 const ANTHROPIC_API = "https://api.anthropic.com";
 /** Request headers that are ours or the hop's, not the caller's to pass on. */
-const DROP = new Set(["host", "x-api-key", "authorization", "cf-connecting-ip", "cf-ray", "cf-visitor", "x-forwarded-for", "x-real-ip", "cookie"]);
+const DROP = new Set([
+  "host",
+  "x-api-key",
+  "authorization",
+  "proxy-authorization",
+  "cookie",
+  "forwarded",
+  "cf-connecting-ip",
+  "cf-ray",
+  "cf-visitor",
+  "x-real-ip",
+]);
+const ALLOWED_PATHS = new Set(["/v1/messages", "/v1/messages/count_tokens"]);
 
 /** Errors in the Messages API's own shape, so the agent's CLI shows them as it would Anthropic's. */
 const apiError = (status: number, type: string, message: string) =>
@@ -27,6 +39,14 @@ export const llm = new Hono<AppEnv>().all("/:run/:round/:attempt/:sig/*", async 
   if (!Number.isInteger(round) || !Number.isInteger(attempt) || !(await verifySignature(c.env, "llm", [runId, round, attempt], c.req.param("sig")))) {
     return apiError(401, "authentication_error", "bad gateway token");
   }
+  // Only the Messages API's two calls an agent makes, to the configured origin: nothing in the path can
+  // name another host (a `//host` path would), and no other endpoint (batches, files) is reachable with
+  // the shared key.
+  const url = new URL(c.req.url);
+  const rest = url.pathname.slice(`/llm/${runId}/${round}/${attempt}/${c.req.param("sig")}`.length);
+  if (c.req.method !== "POST" || !ALLOWED_PATHS.has(rest)) {
+    return apiError(404, "not_found_error", `${c.req.method} ${rest} is not a Messages API call the gateway forwards`);
+  }
   const key = c.env.ANTHROPIC_API_KEY;
   if (!key) return apiError(503, "api_error", "the gateway has no ANTHROPIC_API_KEY");
 
@@ -37,26 +57,29 @@ export const llm = new Hono<AppEnv>().all("/:run/:round/:attempt/:sig/*", async 
     return apiError(status, "permission_error", gate.error.message);
   }
 
-  const url = new URL(c.req.url);
-  const prefix = `/llm/${runId}/${round}/${attempt}/${c.req.param("sig")}`;
-  const upstream = new URL(url.pathname.slice(prefix.length) + url.search, (c.env.ANTHROPIC_BASE_URL || ANTHROPIC_API).replace(/\/?$/, "/"));
+  const query = url.searchParams.get("beta") === "true" ? "?beta=true" : "";
+  const base = new URL(c.env.ANTHROPIC_BASE_URL || ANTHROPIC_API);
+  const upstream = new URL(`${base.origin}${base.pathname.replace(/\/$/, "")}${rest}${query}`);
   const headers = new Headers();
-  for (const [k, v] of c.req.raw.headers) if (!DROP.has(k.toLowerCase())) headers.set(k, v);
+  for (const [k, v] of c.req.raw.headers) {
+    const name = k.toLowerCase();
+    if (!DROP.has(name) && !name.startsWith("x-forwarded-")) headers.set(k, v);
+  }
   headers.set("x-api-key", key);
 
   let answer: Response;
   try {
     answer = await fetch(upstream, {
-      method: c.req.method,
+      method: "POST",
       headers,
-      ...(c.req.method === "GET" || c.req.method === "HEAD" ? {} : { body: c.req.raw.body }),
+      body: c.req.raw.body,
     });
   } catch (err) {
     return apiError(502, "api_error", `the Messages API did not answer: ${err instanceof Error ? err.message : String(err)}`);
   }
 
   // Only message answers carry usage; token counts and errors pass straight through.
-  if (!answer.ok || !answer.body || !/\/v1\/messages\/?$/.test(upstream.pathname)) return answer;
+  if (!answer.ok || !answer.body || rest !== "/v1/messages") return answer;
   const reader = new UsageReader(answer.headers.get("content-type") ?? "");
   const ctx = c.executionCtx;
   const body = answer.body.pipeThrough(

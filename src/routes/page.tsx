@@ -54,7 +54,11 @@ const withShare = createMiddleware<PageEnv>(async (c, next) => {
   c.set("share", share);
   await next();
   if (c.res.status === 101) return;
-  for (const [k, v] of Object.entries(PAGE_HEADERS)) if (!c.res.headers.has(k)) c.res.headers.set(k, v);
+  // A response that came from the run's object has immutable headers: answer with a copy.
+  const res = new Response(c.res.body, c.res);
+  for (const [k, v] of Object.entries(PAGE_HEADERS)) if (!res.headers.has(k)) res.headers.set(k, v);
+  c.res = undefined;
+  c.res = res;
 });
 
 export const page = new Hono<PageEnv>()
@@ -74,7 +78,9 @@ export const page = new Hono<PageEnv>()
   .get("/:token/live", async (c) => {
     const after = Number(c.req.query("after") ?? "0");
     if (!Number.isInteger(after) || after < 0) throw new ApiError(400, "invalid_parameter", "after must be a sequence number");
-    return coordinator(c.env, c.get("share").runId).fetch(`https://run/live?after=${after}`, { headers: c.req.raw.headers });
+    const { runId, linkId, expiresAt } = c.get("share");
+    const q = `after=${after}&link=${linkId}${expiresAt ? `&expires=${expiresAt}` : ""}`;
+    return coordinator(c.env, runId).fetch(`https://run/live?${q}`, { headers: c.req.raw.headers });
   })
 
   /** The run as JSON, as the API shows it. */
@@ -83,7 +89,9 @@ export const page = new Hono<PageEnv>()
   .get("/:token/events", async (c) => {
     const after = Number(c.req.header("last-event-id") ?? c.req.query("after") ?? "0");
     if (!Number.isInteger(after) || after < 0) throw new ApiError(400, "invalid_parameter", "after must be a sequence number");
-    return coordinator(c.env, c.get("share").runId).fetch(`https://run/events?after=${after}`, { signal: c.req.raw.signal });
+    const { runId, linkId, expiresAt } = c.get("share");
+    const q = `after=${after}&link=${linkId}${expiresAt ? `&expires=${expiresAt}` : ""}`;
+    return coordinator(c.env, runId).fetch(`https://run/events?${q}`, { signal: c.req.raw.signal });
   })
 
   .get("/:token/rounds/:round/attempts/:n/:artifact{diff|log}", async (c) => {

@@ -4,7 +4,6 @@ import { z } from "zod";
 import { notFound } from "../errors.ts";
 import { createShareLink, listShareLinks, MAX_SHARE_SECONDS, revokeShareLink, SHARE_SCOPES } from "../share.ts";
 import type { AppEnv } from "./app-types.ts";
-import { idempotent } from "./idempotency.ts";
 import { ownedRun } from "./run-access.ts";
 import { jsonBody } from "./validate.ts";
 
@@ -16,7 +15,8 @@ export const shareRequestSchema = z.strictObject({
 
 // Mounted after `runs`, whose middleware (API key, scopes) covers these routes too.
 export const share = new Hono<AppEnv>()
-  .post("/:id/share", idempotent, async (c) => {
+  // No Idempotency-Key here: a replayed answer would have to be stored, and with it the token.
+  .post("/:id/share", async (c) => {
     const runId = await ownedRun(c);
     const body = c.req.header("content-length") === "0" || !c.req.header("content-type") ? {} : undefined;
     const req = body ? shareRequestSchema.parse(body) : await jsonBody(c, shareRequestSchema);

@@ -87,6 +87,17 @@ describe("the credential gateway", () => {
     });
     expect(late.status).toBe(403);
     expect(((await late.json()) as { error: { message: string } }).error.message).toContain("the attempt is over");
+    // Only the two Messages API calls, to the configured origin: no other host, no other endpoint.
+    for (const [method, path] of [
+      ["POST", "//evil.example/v1/messages"],
+      ["POST", "/v1/messages/batches"],
+      ["GET", "/v1/files"],
+    ] as const) {
+      const before = fake.requests.length;
+      const res = await fetch(`${gateway}${path}`, { method, ...(method === "POST" ? { body: "{}" } : {}) });
+      expect(res.status).toBe(404);
+      expect(fake.requests.length).toBe(before);
+    }
     const forged = await fetch(gateway.replace(/[^/]+$/, "AAAA") + "/v1/messages", { method: "POST", body: "{}" });
     expect(forged.status).toBe(401);
   });

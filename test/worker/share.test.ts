@@ -88,6 +88,32 @@ describe("share links", () => {
   });
 });
 
+describe("a share link's live streams", () => {
+  it("serves SSE and a WebSocket under the link, and closes the socket when the link is revoked", async () => {
+    const runId = await startRun({ prompt: "watched [slow:300]", agent: "demo", attempts: 1 });
+    const link = (await (await share(runId, { scope: "view" })).json()) as { id: string; url: string };
+    const base = pagePath(link.url);
+
+    const sse = await api(`${base}/events`, { key: null, headers: { accept: "text/event-stream" } });
+    expect(sse.status).toBe(200);
+    expect(sse.headers.get("content-type")).toBe("text/event-stream");
+    expect(sse.headers.get("x-robots-tag")).toContain("noindex");
+    const reader = sse.body!.getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toContain(": multishot run events");
+    await reader.cancel();
+    expect((await api(`${base}/live`, { key: null })).status).toBe(426);
+
+    const res = await api(`${base}/live`, { key: null, headers: { upgrade: "websocket" } });
+    expect(res.status).toBe(101);
+    const ws = res.webSocket!;
+    const closed = new Promise<number>((resolve) => ws.addEventListener("close", (e) => resolve(e.code)));
+    ws.accept();
+    expect((await api(`/api/runs/${runId}/share/${link.id}`, { method: "DELETE" })).status).toBe(200);
+    expect(await closed).toBe(4001);
+    await waitForRun(runId, settled);
+  });
+});
+
 describe("GET /api/runs/:id/live", () => {
   it("asks for a WebSocket upgrade", async () => {
     const runId = await startRun({ prompt: "plain GET", agent: "demo", attempts: 1 });

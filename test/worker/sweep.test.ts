@@ -80,11 +80,11 @@ describe("the sandbox sweep", () => {
     const working = await sandboxFor(sandboxes, runId, 1, 1);
     const winner = await sandboxFor(sandboxes, runId, 1, 2);
     const scope = { "multishot-run": runId };
-    // An hour on, the winner's sandbox (stored) goes; the working one is within 10 + 140 minutes.
+    // An hour on, the winner's sandbox (stored) goes; the working one is well within its limits.
     const hour = await sweepSandboxes(env, Date.now() + HOUR, scope);
     expect(hour.deleted).toEqual([{ id: winner, reason: "its round's winner is stored" }]);
-    // Three hours on it has outlived its limits.
-    const later = await sweepSandboxes(env, Date.now() + 3 * HOUR, scope);
+    // Its limit: (10 agent minutes + 80 of setup) for each of 4 tries, plus an hour: 7 hours. Eight hours on, it has outlived it.
+    const later = await sweepSandboxes(env, Date.now() + 8 * HOUR, scope);
     expect(later.deleted).toEqual([{ id: working, reason: "it outlived its run's limits" }]);
     expect(await liveSandboxes(runId)).toEqual([]);
 
