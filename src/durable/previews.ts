@@ -1,6 +1,7 @@
 // Previews: an attempt's app running in its sandbox, reachable through a signed URL for one port.
 //
-// For each request: the sandbox is started if Daytona stopped it; how to serve the workspace comes
+// For each request (of a done attempt): the sandbox is started if Daytona stopped it; the workspace is
+// copied to ~/preview (so installs and build output never reach the winner's tarball); how to serve it comes
 // from the run's or round's `preview` config, or is detected in the sandbox (cached per attempt until
 // its sandbox or workspace changes); dependencies are installed once; the server runs in its own
 // session, reused only if the sandbox says its command still runs; a health check from inside the
@@ -68,6 +69,10 @@ export class Previews {
           : `the attempt's sandbox is gone (attempt ${a.status}${a.error ? `: ${a.error}` : ""})`,
       );
     }
+    if (a.status !== "done") throw new PreviewError(`the attempt is ${a.status.replace(/_/g, " ")}: preview it once it is done`);
+    if (round.winnerAttempt === a.number && round.winnerStatus === "packing") {
+      throw new PreviewError("the attempt's workspace is being packed as the winner: preview it once it is stored");
+    }
     const sandboxId = a.sandboxId;
     const now = Date.now();
     try {
@@ -78,13 +83,22 @@ export class Previews {
     }
     const home = await sandboxes.homeDir(sandboxId);
     if (!home?.startsWith("/")) throw new PreviewError("the sandbox gave no usable home directory");
-    const workspace = `${home}/workspace`;
+    // The preview runs from a copy of the workspace: installs and build output never reach the winner.
+    const source = `${home}/workspace`;
+    const workspace = `${home}/preview`;
     const workspaceKey = `${a.status}:${a.timestamps.done ?? a.timestamps.collecting_result ?? a.updatedAt}`;
 
     // What to serve: config first, then the cached detection, then a fresh one.
     let state = store.getPreview(a.round, a.number);
     if (!state || state.sandboxId !== sandboxId || state.workspaceKey !== workspaceKey) {
       state = { sandboxId, workspaceKey, detected: null, installed: false, cmdId: null, url: null, expiresAt: null, lastRequestedAt: now };
+      await sandboxes.deleteSession(sandboxId, PREVIEW_SESSION).catch(() => {});
+      const copy = await sandboxes.exec(
+        sandboxId,
+        `rm -rf ${q(workspace)} && mkdir -p ${q(workspace)} && tar -C ${q(source)} --exclude=./.git -cf - . | tar -C ${q(workspace)} -xf -`,
+        300,
+      );
+      if (copy.exitCode !== 0) throw new PreviewError(`could not copy the workspace for the preview: ${copy.output.trim().slice(-500)}`);
     }
     const config = round.preview ?? runConfig;
     if (config) {

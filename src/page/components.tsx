@@ -158,7 +158,7 @@ const AttemptPane: FC<{ ctx: PageContext; round: RoundView; a: AttemptView; tx: 
             open preview
           </a>
         ) : null}
-        {ctx.scope === "control" && a.sandboxId && !a.sandboxReleased && (a.status === "done" || a.status === "running_agent") ? (
+        {ctx.scope === "control" && a.sandboxId && !a.sandboxReleased && a.status === "done" ? (
           <button type="button" class="preview" data-round={String(round.number)} data-attempt={String(a.number)}>
             {a.preview ? "refresh preview" : "preview"}
           </button>

@@ -129,6 +129,11 @@ describe("previews", () => {
     const js = await fetch(new URL("main.js", base));
     expect(js.status, await js.clone().text()).toBe(200);
     expect(await js.text()).toContain("vite app, attempt 1");
+    // The install happened in the preview's copy: the attempt's workspace (a winner-to-be) is untouched.
+    const run = (await (await api(`/api/runs/${id}`)).json()) as { rounds: { attempts: { sandboxId: string }[] }[] };
+    const sandboxId = run.rounds[0]!.attempts[0]!.sandboxId;
+    expect((await sandboxExec(sandboxId, "ls -A ~/workspace")).split("\n").filter(Boolean).sort()).toEqual([".git", "index.html", "main.js", "package.json"]);
+    expect(await sandboxExec(sandboxId, "test -d ~/preview/node_modules/vite && echo installed")).toBe("installed\n");
     await api(`/api/runs/${id}/cancel`, { method: "POST" });
   });
 
