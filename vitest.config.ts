@@ -8,6 +8,9 @@ import { defineConfig } from "vitest/config";
 
 export default defineConfig({
   test: {
+    // Most of a test's time is spent waiting on sandboxes, agents and servers, not on CPU: three files
+    // at a time (vitest's default on 2 cores is one) keeps the suite well under ten minutes.
+    maxWorkers: 3,
     projects: [
       {
         // The Daytona SDK ships sourcemaps that point outside its package: vite warns once per module.
