@@ -39,6 +39,10 @@ export default defineConfig({
         ],
         test: {
           name: "worker",
+          // These files share one local sandbox server, whose fault injection is global: one file at a
+          // time, so one file's injected faults never land on another's runs. (The node files each start
+          // their own servers and run beside them.)
+          fileParallelism: false,
           include: ["test/worker/**/*.test.ts"],
           globalSetup: ["./test/worker/global-setup.ts"],
           setupFiles: ["./test/worker/apply-migrations.ts"],
