@@ -4,6 +4,7 @@ import type { Env } from "./env.ts";
 import { errorBody, handleError } from "./errors.ts";
 import type { AppEnv } from "./routes/app-types.ts";
 import { admin } from "./routes/admin.ts";
+import { docs } from "./routes/docs.tsx";
 import { health } from "./routes/health.ts";
 import { ingest } from "./routes/ingest.ts";
 import { accounts, keys } from "./routes/keys.ts";
@@ -22,6 +23,7 @@ export { RunCoordinator } from "./durable/run-coordinator.ts";
 
 export const app = new Hono<AppEnv>()
   .route("/", health)
+  .route("/", docs)
   .route("/api/admin", admin)
   .route("/api/keys", keys)
   .route("/api/accounts", accounts)

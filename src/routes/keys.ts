@@ -13,7 +13,7 @@ import { requireApiKey, requireScope } from "./auth.ts";
 import { idempotent } from "./idempotency.ts";
 import { jsonBody } from "./validate.ts";
 
-const keyRequest = z.strictObject({
+export const keyRequestSchema = z.strictObject({
   name: z.string().max(100).default(""),
   scopes: z.array(z.enum(SCOPES)).min(1).default(["runs:read", "runs:write"]),
 });
@@ -26,7 +26,7 @@ export const keys = new Hono<AppEnv>()
   })
   .use("*", requireScope("admin"))
   .post("/", idempotent, async (c) => {
-    const req = await jsonBody(c, keyRequest);
+    const req = await jsonBody(c, keyRequestSchema);
     const k = await makeKey();
     const scopes = [...new Set(req.scopes)].join(" ");
     await insertKey(db(c.env.DB), { id: k.id, accountId: c.get("accountId"), name: req.name, prefix: k.prefix, hash: k.hash, scopes });
@@ -43,7 +43,7 @@ export const keys = new Hono<AppEnv>()
     return c.json({ id: c.req.param("keyId"), revokedAt: now });
   });
 
-const accountLimits = z.strictObject({
+export const accountLimitsSchema = z.strictObject({
   concurrentAttempts: z.number().int().min(1).max(10_000).optional(),
   runsPerHour: z.number().int().min(1).max(100_000).optional(),
 });
@@ -56,7 +56,7 @@ export const accounts = new Hono<AppEnv>()
   .use("*", requireApiKey)
   .post("/", async (c) => {
     operatorOnly(c, "creating accounts");
-    const req = await jsonBody(c, z.strictObject({ name: z.string().trim().min(1).max(100), limits: accountLimits.optional() }));
+    const req = await jsonBody(c, z.strictObject({ name: z.string().trim().min(1).max(100), limits: accountLimitsSchema.optional() }));
     const accountId = randomId("acct");
     const d = db(c.env.DB);
     await createAccount(d, accountId, req.name);
@@ -79,7 +79,7 @@ export const accounts = new Hono<AppEnv>()
   /** The operator sets an account's limits. */
   .patch("/:accountId", async (c) => {
     operatorOnly(c, "changing an account's limits");
-    const req = await jsonBody(c, z.strictObject({ limits: accountLimits }));
+    const req = await jsonBody(c, z.strictObject({ limits: accountLimitsSchema }));
     const d = db(c.env.DB);
     const id = c.req.param("accountId");
     if (!(await d.select({ id: accountsTable.id }).from(accountsTable).where(eq(accountsTable.id, id)).get())) throw notFound("account");
@@ -87,7 +87,7 @@ export const accounts = new Hono<AppEnv>()
     return c.json({ id, limits: (await accountUsage(c.env, id)).limits });
   });
 
-async function setAccountLimits(d: ReturnType<typeof db>, id: string, limits: z.output<typeof accountLimits>): Promise<void> {
+async function setAccountLimits(d: ReturnType<typeof db>, id: string, limits: z.output<typeof accountLimitsSchema>): Promise<void> {
   const set = {
     ...(limits.concurrentAttempts !== undefined ? { maxConcurrentAttempts: limits.concurrentAttempts } : {}),
     ...(limits.runsPerHour !== undefined ? { runsPerHour: limits.runsPerHour } : {}),

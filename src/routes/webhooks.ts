@@ -41,7 +41,7 @@ import { MAX_BODY_BYTES, jsonBody } from "./validate.ts";
 const ENDPOINT_ID = /^wh_[a-z2-7]{20}$/;
 const DELIVERY_ID = /^[\x21-\x7e]{1,200}$/;
 
-const createSchema = z.discriminatedUnion("kind", [
+export const webhookCreateSchema = z.discriminatedUnion("kind", [
   z.strictObject({
     kind: z.literal("inbound"),
     name: z.string().max(100).default(""),
@@ -118,7 +118,7 @@ export const webhooks = new Hono<AppEnv>()
     if (idemKey !== undefined && !/^[\x21-\x7e]{1,255}$/.test(idemKey)) {
       throw new ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 255 visible ASCII characters");
     }
-    const req = await jsonBody(c, createSchema);
+    const req = await jsonBody(c, webhookCreateSchema);
     if (req.kind === "outbound" && !isLocalMode(c.env) && !/^https:\/\//i.test(req.url)) {
       throw new ApiError(400, "validation_failed", "url: events are only sent to https URLs");
     }
