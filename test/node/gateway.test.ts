@@ -9,7 +9,7 @@ import type { RunView } from "../../src/durable/view.ts";
 import { startFakeAnthropic } from "../../tools/fake-anthropic/server.ts";
 import { startService, type Service } from "../support/service.ts";
 
-const REAL_KEY = "sk-ant-gateway-test-0123456789abcdef";
+const REAL_KEY = "test-gateway-key-0123456789abcdef";
 let fake: Awaited<ReturnType<typeof startFakeAnthropic>>;
 let service: Service;
 

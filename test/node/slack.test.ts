@@ -12,7 +12,7 @@ import { startFakeSlack, type FakeSlack, type SlackMessageRecord } from "../../t
 import { startService, type Service } from "../support/service.ts";
 
 const SIGNING_SECRET = "e2e-slack-signing-secret-7f3a9c";
-const BOT_TOKEN = "xoxb-e2e-0000-fake-bot-token";
+const BOT_TOKEN = "test-e2e-0000-fake-bot-token";
 const CHANNEL = "C0PROGRESS";
 const TEAM = "T0ACME";
 const USER = "U0ALICE";
