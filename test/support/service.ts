@@ -31,20 +31,30 @@ export interface Service extends Started {
 
 export async function startService(env: NodeJS.ProcessEnv = {}): Promise<Service> {
   const dir = mkdtempSync(join(tmpdir(), "multishot-e2e-"));
-  const port = await freePort();
   const key = "e2e-dev-key";
   const sandboxRoot = join(dir, "sandboxes");
   const stateDir = join(dir, "state");
-  const p = await startProcess(["scripts/start.ts"], /multishot ready at (http:\/\/127\.0\.0\.1:\d+)/, {
-    env: {
-      PORT: String(port),
-      MULTISHOT_DEV_API_KEY: key,
-      MULTISHOT_STATE_DIR: stateDir,
-      LOCAL_SANDBOX_ROOT: sandboxRoot,
-      ...env,
-    },
-    timeoutMs: 90_000,
-  });
+  // A free port can be taken by another test file's server between asking and binding (files run side
+  // by side): then try again on another.
+  const start = async () =>
+    startProcess(["scripts/start.ts"], /multishot ready at (http:\/\/127\.0\.0\.1:\d+)/, {
+      env: {
+        PORT: String(await freePort()),
+        MULTISHOT_DEV_API_KEY: key,
+        MULTISHOT_STATE_DIR: stateDir,
+        LOCAL_SANDBOX_ROOT: sandboxRoot,
+        ...env,
+      },
+      timeoutMs: 90_000,
+    });
+  let p: Awaited<ReturnType<typeof start>> | undefined;
+  for (let attempt = 1; !p; attempt++) {
+    try {
+      p = await start();
+    } catch (err) {
+      if (attempt >= 3 || !/already in use|EADDRINUSE/i.test(String(err))) throw err;
+    }
+  }
   const url = p.match[1]!;
   const localSandboxUrl = /local sandbox server at (http:\/\/127\.0\.0\.1:\d+)/.exec(p.output())?.[1] ?? null;
   const api: Service["api"] = (path, init = {}) => {
