@@ -47,6 +47,8 @@ export const accountLimitsSchema = z.strictObject({
   concurrentAttempts: z.number().int().min(1).max(10_000).optional(),
   runsPerHour: z.number().int().min(1).max(100_000).optional(),
 });
+export const accountCreateSchema = z.strictObject({ name: z.string().trim().min(1).max(100), limits: accountLimitsSchema.optional() });
+export const accountUpdateSchema = z.strictObject({ limits: accountLimitsSchema });
 
 const operatorOnly = (c: { get(k: "operator"): boolean }, what: string) => {
   if (!c.get("operator")) throw new ApiError(403, "forbidden", `${what} needs ADMIN_TOKEN`);
@@ -56,7 +58,7 @@ export const accounts = new Hono<AppEnv>()
   .use("*", requireApiKey)
   .post("/", async (c) => {
     operatorOnly(c, "creating accounts");
-    const req = await jsonBody(c, z.strictObject({ name: z.string().trim().min(1).max(100), limits: accountLimitsSchema.optional() }));
+    const req = await jsonBody(c, accountCreateSchema);
     const accountId = randomId("acct");
     const d = db(c.env.DB);
     await createAccount(d, accountId, req.name);
@@ -79,7 +81,7 @@ export const accounts = new Hono<AppEnv>()
   /** The operator sets an account's limits. */
   .patch("/:accountId", async (c) => {
     operatorOnly(c, "changing an account's limits");
-    const req = await jsonBody(c, z.strictObject({ limits: accountLimitsSchema }));
+    const req = await jsonBody(c, accountUpdateSchema);
     const d = db(c.env.DB);
     const id = c.req.param("accountId");
     if (!(await d.select({ id: accountsTable.id }).from(accountsTable).where(eq(accountsTable.id, id)).get())) throw notFound("account");

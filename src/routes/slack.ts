@@ -51,6 +51,7 @@ import { MAX_BODY_BYTES, jsonBody } from "./validate.ts";
 const ACK_BUDGET_MS = 2_000;
 /** How long a link code made by `POST /api/slack/link-codes` can be redeemed. */
 const LINK_CODE_TTL_MS = 15 * 60_000;
+export const linkCodeRequestSchema = z.strictObject({ scope: z.enum(["team", "user"]).default("team") });
 
 const RUN_ID = /^run_[a-z2-7]{20}$/;
 const pickSchema = z.strictObject({ run: z.string().regex(RUN_ID), round: z.number().int().min(1), attempt: z.number().int().min(1) });
@@ -231,7 +232,7 @@ export const slack = new Hono<AppEnv>()
   // No Idempotency-Key here: the answer holds a secret, and a repeated request only makes another code.
   .post("/api/slack/link-codes", async (c) => {
     const empty = c.req.header("content-length") === "0" || !c.req.header("content-type");
-    const req = empty ? { scope: "team" as const } : await jsonBody(c, z.strictObject({ scope: z.enum(["team", "user"]).default("team") }));
+    const req = empty ? { scope: "team" as const } : await jsonBody(c, linkCodeRequestSchema);
     const code = `msl_${randomId("x").slice(2)}`;
     const expiresAt = Date.now() + LINK_CODE_TTL_MS;
     await insertLinkCode(idb(c.env.DB), { hash: await sha256Hex(code), accountId: c.get("accountId"), scope: req.scope, expiresAt });
