@@ -1201,17 +1201,19 @@ export class RunCoordinator extends DurableObject<Env> {
   /** Records lines of the agent's stdout, numbered from `first`; a line already recorded is skipped. */
   private recordAgentOutput(a: AttemptState, lines: string[], first: number): void {
     lines.forEach((line, i) => {
-      if (!line || !this.store.firstSighting(a.round, a.number, a.jobTry, first + i)) return;
+      // An empty line is the runner's placeholder for an over-long one: its number counts as seen.
+      if (!this.store.firstSighting(a.round, a.number, a.jobTry, first + i) || !line) return;
       for (const e of parseAgentLine(line)) this.event(a.round, a.number, e.type, agentEventData(e));
     });
   }
 
   /**
-   * When the runner's pushes were lost, the agent's result never reached us: the transcript is read
-   * from the log the runner kept in the sandbox instead.
+   * When some of the runner's pushes were lost (the result never arrived, or the line numbers show a
+   * gap), the transcript is completed from the log the runner kept in the sandbox.
    */
   private async recoverTranscript(a: AttemptState, sandboxId: string): Promise<void> {
-    if (this.store.lastEvent(a.round, a.number, "agent.result")) return;
+    const lines = this.store.agentLinesSeen(a.round, a.number, a.jobTry);
+    if (this.store.lastEvent(a.round, a.number, "agent.result") && lines.seen === lines.implied) return;
     const log = await this.sandboxes.exec(sandboxId, `head -c ${MAX_ARTIFACT_BYTES} "${MS_DIR}/jobs/agent.out"`, 120);
     const current = this.store.getAttempt(a.round, a.number);
     // Numbered as the runner numbers them: non-empty lines only. Lines pushed before are not repeated.

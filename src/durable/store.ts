@@ -318,6 +318,14 @@ export class RunStore {
     return before.rowsWritten > 0;
   }
 
+  /** How many of the agent's lines (of one try) arrived, and how many the highest number implies. */
+  agentLinesSeen(round: number, number: number, jobTry: number): { seen: number; implied: number } {
+    const row = this.sql
+      .exec<{ seen: number; top: number | null }>("SELECT COUNT(*) AS seen, MAX(line) AS top FROM agent_lines WHERE round = ? AND number = ? AND try = ?", round, number, jobTry)
+      .one();
+    return { seen: row.seen, implied: row.top === null ? 0 : row.top + 1 };
+  }
+
   // ---- the D1 mirror: rows changed since the last successful mirror ----
 
   dirty(): { run: RunState | null; rounds: RoundState[]; attempts: AttemptState[] } {
