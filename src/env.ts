@@ -46,6 +46,8 @@ export interface Env {
   RETRY_CAP_MS?: string;
   RETRY_LIMIT?: string;
   POLL_INTERVAL_MS?: string;
+  /** The longest wait (ms) for one Daytona API or toolbox answer without its own timeout (30000). */
+  DAYTONA_REQUEST_TIMEOUT_MS?: string;
   /** Minutes after the last preview request before the preview's server is stopped. */
   PREVIEW_IDLE_MINUTES?: string;
   /** Bytes per part of a winner's tarball upload (min 5 MiB). */

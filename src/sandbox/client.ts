@@ -28,6 +28,12 @@ export interface CommandResult {
   output: string;
 }
 
+/** The longest wait for one Daytona answer, unless the call carries its own timeout. */
+export function requestTimeoutMs(env: Env): number {
+  const ms = Number(env.DAYTONA_REQUEST_TIMEOUT_MS);
+  return Number.isFinite(ms) && ms > 0 ? ms : 30_000;
+}
+
 export function daytonaFromEnv(env: Env): Daytona {
   // apiUrl is always passed explicitly: the SDK refuses to start when it also finds one in a .env file.
   const auth = env.DAYTONA_JWT_TOKEN
@@ -39,6 +45,10 @@ export function daytonaFromEnv(env: Env): Daytona {
     ...(env.DAYTONA_TARGET ? { target: env.DAYTONA_TARGET } : {}),
     // Workers have no long-lived process to hold an event socket; state is read by polling.
     useDeprecatedPolling: true,
+    // The SDK waits up to 24 h for an answer by default. A call that is never answered would hold its
+    // attempt's step (the alarm runs one step per attempt at a time): its polls, its deadline's cleanup.
+    // Calls with a timeout of their own (create, start, executeCommand, delete) are bounded by that.
+    requestTimeoutMs: requestTimeoutMs(env),
   });
 }
 
