@@ -10,10 +10,16 @@ router.on('GET', '/sandboxes', (r) => {
   const { store, minuteMs } = r.app;
   const now = Date.now();
   const all = store.all();
+  // `?deleted=true` adds the deleted sandboxes (the newest 20000), with the time each was billed.
+  const withDeleted = ['true', '1'].includes(r.url.searchParams.get('deleted') ?? '');
   sendJson(r.res, 200, {
     live: all.length,
     running: all.filter((s) => s.state === 'started').length,
     deleted: store.deletedCount,
+    billedMs: store.billedMs(now),
+    ...(withDeleted
+      ? { deletedSandboxes: store.deleted().map((d) => ({ ...d, state: 'destroyed', runningMinutes: d.runningMs / minuteMs })) }
+      : {}),
     sandboxes: all.map((s) => ({
       id: s.id,
       name: s.name,
@@ -30,8 +36,9 @@ router.on('GET', '/sandboxes', (r) => {
 });
 
 router.on('GET', '/stats', (r) => {
-  const { store, counters } = r.app;
+  const { store, counters, minuteMs } = r.app;
   const all = store.all();
+  const billedMs = store.billedMs();
   sendJson(r.res, 200, {
     apiCalls: counters.api,
     toolboxCalls: counters.toolbox,
@@ -41,6 +48,9 @@ router.on('GET', '/stats', (r) => {
     live: all.length,
     running: all.filter((s) => s.state === 'started').length,
     deleted: store.deletedCount,
+    // time every sandbox ever made (deleted ones too) spent in `started`: what Daytona would bill
+    billedMs,
+    billedMinutes: billedMs / minuteMs,
   });
 });
 

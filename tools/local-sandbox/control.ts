@@ -68,9 +68,9 @@ function parseCreate(body: Record<string, unknown>): CreateParams {
 
 router.on('POST', '/sandbox', async (r) => {
   const params = parseCreate(await readJson(r.req));
-  const delay = r.app.faults.delay('create');
+  const delay = r.app.faults.delay('create', params.labels);
   if (delay) await sleep(delay);
-  const fault = r.app.faults.takeCreateFailure();
+  const fault = r.app.faults.takeCreateFailure(params.labels);
   if (fault && fault !== 'lost') return failRequest(r, fault);
   const sb = r.app.store.create(params);
   if (fault === 'lost') return failRequest(r, fault);
@@ -198,9 +198,19 @@ export async function handleControl(r: Req, path: string): Promise<void> {
   const method = r.req.method ?? 'GET';
   const isCreate = method === 'POST' && /^\/sandbox\/?$/.test(path);
   if (!isCreate) {
-    const delay = r.app.faults.delay('api');
+    // Scoped faults see the labels of the sandbox the call names, if it names one that exists.
+    const named = /^\/sandbox\/([^/]+)/.exec(path)?.[1];
+    let labels: Record<string, string> | undefined;
+    if (named) {
+      try {
+        labels = r.app.store.find(decodeURIComponent(named)).labels;
+      } catch {
+        labels = undefined;
+      }
+    }
+    const delay = r.app.faults.delay('api', labels);
     if (delay) await sleep(delay);
-    const fault = r.app.faults.takeApiFailure(`${method} ${path}`);
+    const fault = r.app.faults.takeApiFailure(`${method} ${path}`, labels);
     if (fault) {
       count(r.app.counters.api, `${method} (fault)`);
       return failRequest(r, fault);

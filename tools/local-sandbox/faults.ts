@@ -25,6 +25,13 @@ export interface HangExec {
 }
 
 export interface FaultConfig {
+  /**
+   * Faults that apply only to sandboxes carrying all of `labels` (for a create: the labels asked for),
+   * by name. They are consulted before the unscoped ones; a scoped fault that does not fire (spent, or
+   * its `match` fails) falls through to the unscoped one. In `POST /admin/faults` each name replaces
+   * the one before; `null` removes it.
+   */
+  scoped?: Record<string, ScopedFaultConfig | null>;
   createFailures?: CountedFailure;
   toolboxFailures?: MatchedFailure;
   /** any control-plane call other than create (`/api/...`), `match` tested against `METHOD /path` */
@@ -35,16 +42,50 @@ export interface FaultConfig {
   hangExec?: HangExec;
 }
 
+export interface ScopedFaultConfig extends Omit<FaultConfig, 'scoped'> {
+  labels: Record<string, string>;
+}
+
+type Labels = Record<string, string> | undefined;
+
+const FAULT_KEYS = ['createFailures', 'toolboxFailures', 'apiFailures', 'delayMs', 'hangExec'];
+
 const MODES = new Set<string>(['400', '429', '500', '502', '503', '504', 'reset', 'hang', 'lost']);
 
 export function parseFaultConfig(value: unknown): FaultConfig {
   if (!value || typeof value !== 'object' || Array.isArray(value)) throw new DaytonaHttpError(400, 'faults must be a JSON object');
   const v = value as Record<string, unknown>;
-  const out: FaultConfig = {};
-  for (const key of Object.keys(v)) {
-    if (!['createFailures', 'toolboxFailures', 'apiFailures', 'delayMs', 'hangExec'].includes(key)) {
-      throw new DaytonaHttpError(400, `unknown fault "${key}"`);
+  const out: FaultConfig = parseFaults(v, 'scoped');
+  if (v.scoped !== undefined) {
+    if (!v.scoped || typeof v.scoped !== 'object' || Array.isArray(v.scoped)) throw new DaytonaHttpError(400, 'scoped must be an object of named faults');
+    out.scoped = {};
+    for (const [name, entry] of Object.entries(v.scoped as Record<string, unknown>)) {
+      if (entry === null) {
+        out.scoped[name] = null;
+        continue;
+      }
+      if (!entry || typeof entry !== 'object' || Array.isArray(entry)) throw new DaytonaHttpError(400, `scoped.${name} must be an object or null`);
+      const e = entry as Record<string, unknown>;
+      const labels = e.labels;
+      if (
+        !labels ||
+        typeof labels !== 'object' ||
+        Array.isArray(labels) ||
+        Object.keys(labels).length === 0 ||
+        !Object.values(labels).every((l) => typeof l === 'string')
+      ) {
+        throw new DaytonaHttpError(400, `scoped.${name}.labels must be a non-empty object of strings`);
+      }
+      out.scoped[name] = { ...parseFaults(e, 'labels'), labels: { ...(labels as Record<string, string>) } };
     }
+  }
+  return out;
+}
+
+function parseFaults(v: Record<string, unknown>, extraKey: string): Omit<FaultConfig, 'scoped'> {
+  const out: Omit<FaultConfig, 'scoped'> = {};
+  for (const key of Object.keys(v)) {
+    if (!FAULT_KEYS.includes(key) && key !== extraKey) throw new DaytonaHttpError(400, `unknown fault "${key}"`);
   }
   if (v.createFailures !== undefined) out.createFailures = parseCounted(v.createFailures, 'createFailures', false);
   if (v.toolboxFailures !== undefined) out.toolboxFailures = parseCounted(v.toolboxFailures, 'toolboxFailures', true);
@@ -92,48 +133,86 @@ function parseCounted(value: unknown, name: string, withMatch: boolean): Matched
 }
 
 export class Faults {
-  private config: FaultConfig = {};
+  private config: Omit<FaultConfig, 'scoped'> = {};
+  private scoped = new Map<string, ScopedFaultConfig>();
 
   constructor(initial?: FaultConfig) {
     if (initial) this.merge(initial);
   }
 
   merge(update: FaultConfig): void {
-    this.config = { ...this.config, ...structuredClone(update) };
+    const { scoped, ...rest } = structuredClone(update);
+    this.config = { ...this.config, ...rest };
+    for (const [name, entry] of Object.entries(scoped ?? {})) {
+      if (entry === null) this.scoped.delete(name);
+      else this.scoped.set(name, entry);
+    }
   }
 
   clear(): void {
     this.config = {};
+    this.scoped.clear();
   }
 
   snapshot(): FaultConfig {
-    return structuredClone(this.config);
+    const out: FaultConfig = structuredClone(this.config);
+    if (this.scoped.size) out.scoped = structuredClone(Object.fromEntries(this.scoped));
+    return out;
   }
 
-  delay(kind: 'create' | 'toolbox' | 'api'): number {
-    return this.config.delayMs?.[kind] ?? 0;
+  /** The scoped fault sets that apply to a sandbox with these labels, in the order they were set, then
+   * the unscoped one. */
+  private sets(labels: Labels): Array<Omit<FaultConfig, 'scoped'>> {
+    const out: Array<Omit<FaultConfig, 'scoped'>> = [];
+    if (labels) {
+      for (const s of this.scoped.values()) {
+        if (Object.entries(s.labels).every(([k, v]) => labels[k] === v)) out.push(s);
+      }
+    }
+    out.push(this.config);
+    return out;
+  }
+
+  delay(kind: 'create' | 'toolbox' | 'api', labels?: Labels): number {
+    for (const set of this.sets(labels)) {
+      const d = set.delayMs?.[kind];
+      if (d !== undefined) return d;
+    }
+    return 0;
   }
 
   /** Consumes one create failure, if armed. */
-  takeCreateFailure(): FailureMode | undefined {
-    return take(this.config.createFailures, undefined);
+  takeCreateFailure(labels?: Labels): FailureMode | undefined {
+    return this.first(labels, (set) => take(set.createFailures, undefined));
   }
 
-  takeToolboxFailure(path: string): FailureMode | undefined {
-    return take(this.config.toolboxFailures, path);
+  takeToolboxFailure(path: string, labels?: Labels): FailureMode | undefined {
+    return this.first(labels, (set) => take(set.toolboxFailures, path));
   }
 
-  takeApiFailure(methodAndPath: string): FailureMode | undefined {
-    return take(this.config.apiFailures, methodAndPath);
+  takeApiFailure(methodAndPath: string, labels?: Labels): FailureMode | undefined {
+    return this.first(labels, (set) => take(set.apiFailures, methodAndPath));
   }
 
   /** True when this command should hang (and consumes one). */
-  takeHang(command: string): boolean {
-    const h = this.config.hangExec;
-    if (!h || h.count <= 0) return false;
-    if (h.match !== undefined && !new RegExp(h.match).test(command)) return false;
-    h.count--;
-    return true;
+  takeHang(command: string, labels?: Labels): boolean {
+    return (
+      this.first(labels, (set) => {
+        const h = set.hangExec;
+        if (!h || h.count <= 0) return undefined;
+        if (h.match !== undefined && !new RegExp(h.match).test(command)) return undefined;
+        h.count--;
+        return true;
+      }) ?? false
+    );
+  }
+
+  private first<T>(labels: Labels, fire: (set: Omit<FaultConfig, 'scoped'>) => T | undefined): T | undefined {
+    for (const set of this.sets(labels)) {
+      const fired = fire(set);
+      if (fired !== undefined) return fired;
+    }
+    return undefined;
   }
 }
 

@@ -252,6 +252,21 @@ export interface StateChange {
   newState: SandboxState;
 }
 
+/** What the server keeps of a deleted sandbox: enough to audit leaks and cost after the fact. */
+export interface DeletedSandbox {
+  id: string;
+  name: string;
+  labels: Record<string, string>;
+  createdAt: string;
+  deletedAt: string;
+  /** time spent in `started`, from creation to deletion (what Daytona bills) */
+  runningMs: number;
+}
+
+/** Deleted sandboxes remembered one by one (the oldest are forgotten beyond this); their billed time
+ * is summed for ever. */
+const MAX_DELETED_RECORDS = 20_000;
+
 export interface StoreStats {
   creates: number;
   deletes: number;
@@ -266,6 +281,10 @@ export class SandboxStore extends EventEmitter {
   private readonly byId = new Map<string, LocalSandbox>();
   private seq = 0;
   deletedCount = 0;
+  /** the newest deleted sandboxes, oldest first (at most MAX_DELETED_RECORDS) */
+  private readonly deletedRecords: DeletedSandbox[] = [];
+  /** billed (started) time of every deleted sandbox, including those no longer in deletedRecords */
+  private deletedRunningMs = 0;
   readonly stats: StoreStats = { creates: 0, deletes: 0, starts: 0, stops: 0, autoStops: 0, autoDeletes: 0, kills: 0 };
   private readonly opts: StoreOptions;
   private readonly timer: NodeJS.Timeout;
@@ -284,6 +303,16 @@ export class SandboxStore extends EventEmitter {
 
   all(): LocalSandbox[] {
     return [...this.byId.values()];
+  }
+
+  /** Deleted sandboxes, oldest first (the newest MAX_DELETED_RECORDS). */
+  deleted(): DeletedSandbox[] {
+    return [...this.deletedRecords];
+  }
+
+  /** Time every sandbox ever made spent in `started`: live ones so far, deleted ones in full. */
+  billedMs(now = Date.now()): number {
+    return this.deletedRunningMs + this.all().reduce((sum, sb) => sum + sb.runningTotalMs(now), 0);
   }
 
   create(params: CreateParams): LocalSandbox {
@@ -344,6 +373,20 @@ export class SandboxStore extends EventEmitter {
     this.deletedCount++;
     if (reason === 'auto') this.stats.autoDeletes++;
     else this.stats.deletes++;
+    // Billing stops when the delete is accepted, as the record leaves the live list: no moment is
+    // counted twice or missed between the two lists.
+    const now = Date.now();
+    const record: DeletedSandbox = {
+      id: sb.id,
+      name: sb.name,
+      labels: { ...sb.labels },
+      createdAt: sb.createdAt.toISOString(),
+      deletedAt: new Date(now).toISOString(),
+      runningMs: sb.runningTotalMs(now),
+    };
+    this.deletedRunningMs += record.runningMs;
+    this.deletedRecords.push(record);
+    if (this.deletedRecords.length > MAX_DELETED_RECORDS) this.deletedRecords.shift();
     await sb.killProcesses();
     this.changeState(sb, 'destroyed');
     await rm(sb.dir, { recursive: true, force: true, maxRetries: 3 }).catch((err: unknown) => {
@@ -353,12 +396,17 @@ export class SandboxStore extends EventEmitter {
 
   /** Admin "kill": the sandbox's processes die as if it crashed; optionally its state changes too. */
   async kill(sb: LocalSandbox, state?: 'error' | 'stopped', errorReason?: string): Promise<void> {
-    await sb.killProcesses(state === 'stopped');
     this.stats.kills++;
+    // The new state first (`stopping` on the way to `stopped`, as a stop does), so that no toolbox call
+    // meets a `started` sandbox whose processes and sessions are half gone.
     if (state === 'error') {
       sb.errorReason = errorReason ?? 'killed by admin';
       this.changeState(sb, 'error');
     } else if (state === 'stopped') {
+      this.changeState(sb, 'stopping');
+    }
+    await sb.killProcesses(state === 'stopped');
+    if (state === 'stopped') {
       sb.stoppedAt = Date.now();
       this.changeState(sb, 'stopped');
     }

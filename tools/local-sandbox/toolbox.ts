@@ -35,7 +35,7 @@ router.on('POST', '/process/execute', async (r) => {
   const envs = optionalStringRecord(body.envs, 'envs');
   const timeout = optionalInt(body.timeout, 'timeout', 0) ?? 0;
   const cwd = typeof body.cwd === 'string' && body.cwd ? await existingDir(r.sandbox, body.cwd) : r.sandbox.workDir;
-  const hang = r.app.faults.takeHang(command);
+  const hang = r.app.faults.takeHang(command, r.sandbox.labels);
 
   // As Daytona's daemon: the command goes verbatim to a shell's stdin, in its own process group.
   // `exec 2>&1` first so stdout and stderr share one pipe and keep their true order.
@@ -120,7 +120,7 @@ router.on('POST', '/process/session/:sid/exec', async (r, p) => {
   const s = r.sandbox.session(p.sid!);
   if (typeof body.command !== 'string' || !body.command.trim()) throw new DaytonaHttpError(400, 'command is required');
   if (s.ended) throw daemonError(410, `session ${s.id} has ended`, 'SESSION_ENDED');
-  const cmd = s.exec(body.command, { hang: r.app.faults.takeHang(body.command) });
+  const cmd = s.exec(body.command, { hang: r.app.faults.takeHang(body.command, r.sandbox.labels) });
   if (body.runAsync === true || body.async === true) {
     sendJson(r.res, 202, { cmdId: cmd.id });
     return;
@@ -168,9 +168,9 @@ export function toolboxSandbox(app: App, id: string): LocalSandbox {
 export async function handleToolbox(r: Req, sandboxId: string, rest: string): Promise<void> {
   const sandbox = toolboxSandbox(r.app, sandboxId);
   sandbox.touch();
-  const delay = r.app.faults.delay('toolbox');
+  const delay = r.app.faults.delay('toolbox', sandbox.labels);
   if (delay) await sleep(delay);
-  const fault = r.app.faults.takeToolboxFailure(rest);
+  const fault = r.app.faults.takeToolboxFailure(rest, sandbox.labels);
   if (fault) {
     count(r.app.counters.toolbox, `${r.req.method ?? 'GET'} (fault)`);
     return failRequest(r, fault);
