@@ -50,6 +50,7 @@ import {
   type RunState,
   type UploadedPart,
   type VerifyResult,
+  type WakeUps,
 } from "./store.ts";
 import { addUsage, NO_USAGE, type CallUsage } from "../agents/usage.ts";
 import { RunHooks } from "./hooks.ts";
@@ -125,6 +126,8 @@ export class RunCoordinator extends DurableObject<Env> {
   private previewsService: Previews | null = null;
   /** Timer keys whose handler runs now, and those that were poked while it ran. */
   private readonly inFlight = new Set<string>();
+  /** Share links revoked while this instance lives: their open SSE streams end. */
+  private readonly revokedLinks = new Set<string>();
   private readonly poked = new Set<string>();
   private mirrorChain: Promise<void> = Promise.resolve();
   private viewPushTimer: ReturnType<typeof setTimeout> | null = null;
@@ -278,6 +281,15 @@ export class RunCoordinator extends DurableObject<Env> {
     for (const a of this.store.getAttempts()) if (!FINAL.has(a.status) && a.status !== "collecting_result") this.finish(a, "failed", reason);
   }
 
+  /**
+   * How often this object was woken (GET /api/admin/runs/:id/stats). Counted: every alarm, every
+   * fetch (SSE streams, live sockets) and every runner report (ingest), the calls that come without a
+   * user asking; the routes' other calls (view, cancel, …) are not, nor is this read itself.
+   */
+  async wakeUps(): Promise<WakeUps> {
+    return this.store.wakeUps();
+  }
+
   /** Events after `afterSeq`, oldest first, as a JSON array (event data is free-form JSON). */
   async eventsJson(afterSeq: number, limit: number): Promise<string> {
     return JSON.stringify(this.store.events(afterSeq, limit));
@@ -290,9 +302,10 @@ export class RunCoordinator extends DurableObject<Env> {
    * shares an I/O object with the alarm's steps.
    */
   override async fetch(request: Request): Promise<Response> {
+    this.store.countWakeUp("requests");
     const url = new URL(request.url);
-    // A share link's stream says which link it is and when that link expires; the stream ends then (and
-    // a revoked link's sockets are closed by closeLink).
+    // A share link's stream says which link it is and when that link expires; the stream ends then, or
+    // when the link is revoked (closeLink).
     const link = url.searchParams.get("link");
     const linkExpiresAt = Number(url.searchParams.get("expires") ?? "0") || null;
     if (url.pathname === "/live") return this.acceptLive(request, Number(url.searchParams.get("after") ?? "0"), link, linkExpiresAt);
@@ -308,6 +321,11 @@ export class RunCoordinator extends DurableObject<Env> {
         for (;;) {
           if (linkExpiresAt !== null && Date.now() >= linkExpiresAt) {
             await writer.write(encoder.encode("event: link.expired\ndata: {}\n\n"));
+            await writer.close();
+            return;
+          }
+          if (link !== null && this.revokedLinks.has(link)) {
+            await writer.write(encoder.encode("event: link.revoked\ndata: {}\n\n"));
             await writer.close();
             return;
           }
@@ -375,6 +393,8 @@ export class RunCoordinator extends DurableObject<Env> {
   /** Sends to every open live socket; a socket that fails is dropped. */
   /** Closes the live sockets a share link opened (it was revoked). */
   async closeLink(linkId: string): Promise<number> {
+    // Its SSE streams (held in this instance's memory, as this set is) end at their next tick.
+    this.revokedLinks.add(linkId);
     const sockets = this.ctx.getWebSockets(`link:${linkId}`);
     for (const ws of sockets) {
       try {
@@ -580,6 +600,7 @@ export class RunCoordinator extends DurableObject<Env> {
 
   /** A report from an attempt's runner: agent output lines, or a job's exit code. */
   async ingest(round: number, n: number, report: IngestReport): Promise<{ accepted: boolean }> {
+    this.store.countWakeUp("requests");
     const a = this.store.getAttempt(round, n);
     const now = Date.now();
     if (report.job === "pack") {
@@ -611,6 +632,7 @@ export class RunCoordinator extends DurableObject<Env> {
    * (work started inside an RPC call belongs to that call's request and may not outlive it).
    */
   override async alarm(): Promise<void> {
+    this.store.countWakeUp("alarms");
     // Each due key starts as soon as it is due, never waiting for a slower attempt's step to finish.
     const running = new Map<string, Promise<void>>();
     try {

@@ -89,7 +89,7 @@ describe("share links", () => {
 });
 
 describe("a share link's live streams", () => {
-  it("serves SSE and a WebSocket under the link, and closes the socket when the link is revoked", async () => {
+  it("serves SSE and a WebSocket under the link, and ends both when the link is revoked", async () => {
     const runId = await startRun({ prompt: "watched [slow:300]", agent: "demo", attempts: 1 });
     const link = (await (await share(runId, { scope: "view" })).json()) as { id: string; url: string };
     const base = pagePath(link.url);
@@ -103,12 +103,22 @@ describe("a share link's live streams", () => {
     await reader.cancel();
     expect((await api(`${base}/live`, { key: null })).status).toBe(426);
 
-    const res = await api(`${base}/live`, { key: null, headers: { upgrade: "websocket" } });
+    // An SSE stream open when its link is revoked says so and ends.
+    const open = await api(`${base}/events`, { key: null, headers: { accept: "text/event-stream" } });
+    const stream = open.body!.pipeThrough(new TextDecoderStream()).getReader();
+    expect((await stream.read()).value).toContain(": multishot run events");
+    const second = (await (await share(runId, { scope: "view" })).json()) as { id: string; url: string };
+    expect((await api(`/api/runs/${runId}/share/${link.id}`, { method: "DELETE" })).status).toBe(200);
+    let text = "";
+    for (let chunk = await stream.read(); !chunk.done; chunk = await stream.read()) text += chunk.value;
+    expect(text).toContain("event: link.revoked");
+
+    const res = await api(`${pagePath(second.url)}/live`, { key: null, headers: { upgrade: "websocket" } });
     expect(res.status).toBe(101);
     const ws = res.webSocket!;
     const closed = new Promise<number>((resolve) => ws.addEventListener("close", (e) => resolve(e.code)));
     ws.accept();
-    expect((await api(`/api/runs/${runId}/share/${link.id}`, { method: "DELETE" })).status).toBe(200);
+    expect((await api(`/api/runs/${runId}/share/${second.id}`, { method: "DELETE" })).status).toBe(200);
     expect(await closed).toBe(4001);
     await waitForRun(runId, settled);
   });
