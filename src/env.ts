@@ -23,7 +23,7 @@ export interface Env {
   PUBLIC_URL: string;
   /** Secret. Signs per-attempt ingest URLs. */
   MULTISHOT_SIGNING_SECRET?: string;
-  /** Secret. The operator's token: may create accounts (POST /api/accounts), nothing else. */
+  /** Secret. The operator's token: creates accounts (POST /api/accounts), sets their limits, reads /api/admin/stats. */
   ADMIN_TOKEN?: string;
   /** Local mode only: a valid API key of the local account. */
   MULTISHOT_DEV_API_KEY?: string;

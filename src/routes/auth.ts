@@ -1,6 +1,7 @@
 // Bearer API keys. A key is found by its visible prefix and its SHA-256 compared timing-safely; revoked
 // keys are refused. In local mode MULTISHOT_DEV_API_KEY is also a key of the local account (every scope).
-// ADMIN_TOKEN, when set, is the operator's: it may create accounts and nothing else.
+// ADMIN_TOKEN, when set, is the operator's: it creates accounts, sets their limits and reads the admin
+// stats; it is no account's key (it starts, reads and picks nothing).
 import { createMiddleware } from "hono/factory";
 import { sha256Hex, timingSafeEqualStrings } from "../crypto.ts";
 import { db, ensureLocalAccount, KEY_TOUCH_INTERVAL_MS, keysWithPrefix, touchKey } from "../db/queries.ts";

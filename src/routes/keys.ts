@@ -21,7 +21,7 @@ export const keyRequestSchema = z.strictObject({
 export const keys = new Hono<AppEnv>()
   .use("*", requireApiKey)
   .use("*", async (c, next) => {
-    if (c.get("operator")) throw new ApiError(403, "forbidden", "ADMIN_TOKEN may only create accounts");
+    if (c.get("operator")) throw new ApiError(403, "forbidden", "ADMIN_TOKEN manages accounts, their limits and the stats; this needs an account's API key");
     await next();
   })
   .use("*", requireScope("admin"))

@@ -224,7 +224,7 @@ export const slack = new Hono<AppEnv>()
   // ---------------------------------------------------------------- the account's Slack links
 
   .use("/api/slack/*", requireApiKey, async (c, next) => {
-    if (c.get("operator")) throw new ApiError(403, "forbidden", "ADMIN_TOKEN may only create accounts");
+    if (c.get("operator")) throw new ApiError(403, "forbidden", "ADMIN_TOKEN manages accounts, their limits and the stats; this needs an account's API key");
     await next();
   })
   .use("/api/slack/*", requireScope("admin"))

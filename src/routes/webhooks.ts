@@ -105,7 +105,7 @@ export const webhooks = new Hono<AppEnv>()
   // ---------------------------------------------------------------- management (admin scope)
 
   .use("/api/webhooks/*", requireApiKey, async (c, next) => {
-    if (c.get("operator")) throw new ApiError(403, "forbidden", "ADMIN_TOKEN may only create accounts");
+    if (c.get("operator")) throw new ApiError(403, "forbidden", "ADMIN_TOKEN manages accounts, their limits and the stats; this needs an account's API key");
     await next();
   })
   .use("/api/webhooks/*", requireScope("admin"))
