@@ -137,7 +137,7 @@ describe("rounds and winners", () => {
     const round2 = await waitFor(id, (r) => r.rounds.length === 2 && r.status !== "running");
     const attempts2 = round2.rounds[1]!.attempts;
     expect(round2.rounds[1]!.fromRound).toBe(1);
-    expect(attempts2.map((a) => a.status)).toEqual(["done", "done", "done", "done"]);
+    expect(attempts2.map((a) => a.status), JSON.stringify(attempts2.map((a) => a.error))).toEqual(["done", "done", "done", "done"]);
     for (const a of attempts2) {
       const added = `added-r2-a${a.number}.txt`;
       const ws = workspace(a.sandboxId!);

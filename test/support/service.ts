@@ -1,5 +1,6 @@
 // Starts multishot the way `npm start` does (scripts/start.ts), on a free port with its own state, and
 // gives tests a small API client for it.
+import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -57,16 +58,24 @@ export async function startService(env: NodeJS.ProcessEnv = {}): Promise<Service
   }
   const url = p.match[1]!;
   const localSandboxUrl = /local sandbox server at (http:\/\/127\.0\.0\.1:\d+)/.exec(p.output())?.[1] ?? null;
-  const api: Service["api"] = (path, init = {}) => {
+  const api: Service["api"] = async (path, init = {}) => {
+    const method = init.method ?? "GET";
     const headers: Record<string, string> = {};
     const k = init.key === undefined ? key : init.key;
     if (k) headers.authorization = `Bearer ${k}`;
     if (init.json !== undefined) headers["content-type"] = "application/json";
-    return fetch(`${url}${path}`, {
-      method: init.method ?? "GET",
-      headers,
-      ...(init.json !== undefined ? { body: JSON.stringify(init.json) } : {}),
-    });
+    // A POST may be sent twice (below): the key makes the second one a replay, never a second action.
+    if (method === "POST") headers["idempotency-key"] = randomUUID();
+    const send = () => fetch(`${url}${path}`, { method, headers, ...(init.json !== undefined ? { body: JSON.stringify(init.json) } : {}) });
+    try {
+      return await send();
+    } catch (err) {
+      // A kept-alive connection the server closed just as it was reused ("other side closed"): on a
+      // loaded machine the client's idle timer fires late. Once more, on a new connection.
+      const code = (err as { cause?: { code?: string } }).cause?.code;
+      if (code !== "UND_ERR_SOCKET" && code !== "ECONNRESET") throw err;
+      return send();
+    }
   };
   return {
     ...p,
