@@ -2,9 +2,14 @@
 // - "worker": inside workerd through @cloudflare/vitest-plugin, with real D1, R2 and Durable Objects,
 //   talking to a real local sandbox server that globalSetup starts in Node;
 // - "node": the local sandbox server against the real @daytonaio/sdk, and end-to-end tests that start
-//   the service the way `npm start` does.
+//   the service the way `npm start` does;
+// - "faults": the fault suite (test/faults), in workerd like "worker" but against a local sandbox server
+//   of its own. `npm test` runs its cases side by side and its regressions; `npm run test:faults`
+//   (MULTISHOT_FAULTS_LOAD=1) runs the faults project alone with the 50 x 4 load added.
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
+
+const withLoad = process.env.MULTISHOT_FAULTS_LOAD === "1";
 
 export default defineConfig({
   test: {
@@ -48,6 +53,46 @@ export default defineConfig({
           setupFiles: ["./test/worker/apply-migrations.ts"],
           testTimeout: 60_000,
           hookTimeout: 60_000,
+        },
+      },
+      {
+        logLevel: "error",
+        plugins: [
+          cloudflareTest(async ({ inject }) => ({
+            wrangler: { configPath: "./wrangler.toml" },
+            miniflare: {
+              bindings: {
+                TEST_MIGRATIONS: await readD1Migrations("./migrations"),
+                DAYTONA_API_URL: inject<string>("localSandboxApiUrl"),
+                LOCAL_SANDBOX_URL: inject<string>("localSandboxUrl"),
+                // Runner reports reach the Worker through the relay while a test pulls from it
+                // (test/faults/ingest-relay.ts): a case can lose them on the way.
+                PUBLIC_URL: inject<string>("ingestRelayUrl"),
+                MULTISHOT_DEV_API_KEY: "test-dev-key",
+                ADMIN_TOKEN: "test-admin-token",
+                MULTISHOT_SIGNING_SECRET: "test-signing-secret",
+                RETRY_BASE_MS: "200",
+                RETRY_CAP_MS: "1000",
+                POLL_INTERVAL_MS: process.env.MULTISHOT_FAULTS_POLL_MS ?? "2000",
+                // The regressions wait out a call that is never answered: 8 s instead of 30 keeps them
+                // short. Under the load calls can queue for longer: the default there.
+                ...(withLoad ? {} : { DAYTONA_REQUEST_TIMEOUT_MS: "8000" }),
+                FAULTS_RUNS: inject<string>("faultsRuns"),
+                FAULTS_ONLY: inject<string>("faultsOnly"),
+                FAULTS_CORES: inject<string>("faultsCores"),
+              },
+            },
+          })),
+        ],
+        test: {
+          name: "faults",
+          include: ["test/faults/cases.test.ts", "test/faults/regressions.test.ts", ...(withLoad ? ["test/faults/load.test.ts"] : [])],
+          // Its files share its local sandbox server and measure billed time: one at a time.
+          fileParallelism: false,
+          globalSetup: ["./test/faults/global-setup.ts"],
+          setupFiles: ["./test/worker/apply-migrations.ts"],
+          testTimeout: 300_000,
+          hookTimeout: 120_000,
         },
       },
       {
