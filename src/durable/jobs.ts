@@ -21,12 +21,22 @@ export function seedScript(req: RunRequest, round: number, source: SeedSource): 
     // Streamed from R2 straight into tar; the bytes are hashed on the way and checked against the
     // SHA-256 recorded when the winner was packed.
     fill = `rm -f "${MS_DIR}/base.sha256"
-curl -fsS --retry 3 --retry-delay 1 ${shellQuote(source.url)} \
+if curl -fsS --retry 3 --retry-delay 1 ${shellQuote(source.url)} \
   | tee >(sha256sum | cut -d' ' -f1 > "${MS_DIR}/base.sha256.tmp" && mv "${MS_DIR}/base.sha256.tmp" "${MS_DIR}/base.sha256") \
-  | tar -xzf - --no-same-owner -C "${WORKSPACE}"
-# The hash is written by a process substitution that may finish a moment after tar.
-for i in $(seq 1 300); do [ -s "${MS_DIR}/base.sha256" ] && break; sleep 0.1; done
-got=$(cat "${MS_DIR}/base.sha256" 2>/dev/null || echo none)
+  | tar -xzf - --no-same-owner -C "${WORKSPACE}"; then
+  # The hash is written by a process substitution that may finish a moment after tar.
+  for i in $(seq 1 300); do [ -s "${MS_DIR}/base.sha256" ] && break; sleep 0.1; done
+  got=$(cat "${MS_DIR}/base.sha256" 2>/dev/null || echo none)
+else
+  # The stream broke off (curl cannot retry what tar already read): fetch the whole file, with retries
+  # for any error, then check and unpack it.
+  echo "the winner's tarball download broke off; fetching it again"
+  find . -mindepth 1 -delete
+  curl -fsS --retry 5 --retry-all-errors --retry-delay 2 -o "${MS_DIR}/base.tar.gz" ${shellQuote(source.url)}
+  got=$(sha256sum "${MS_DIR}/base.tar.gz" | cut -d' ' -f1)
+  if [ "$got" = "${source.sha256}" ]; then tar -xzf "${MS_DIR}/base.tar.gz" --no-same-owner -C "${WORKSPACE}"; fi
+  rm -f "${MS_DIR}/base.tar.gz"
+fi
 if [ "$got" != "${source.sha256}" ]; then echo "the winner's tarball is corrupt: sha256 $got, expected ${source.sha256}"; exit 1; fi
 echo "seeded from round ${source.fromRound}'s winner (attempt ${source.winnerAttempt}), sha256 $got"`;
   } else if (req.base && "git" in req.base) {

@@ -99,4 +99,34 @@ describe("regressions found by the fault suite", () => {
     expect(types.filter((t) => t === "agent.text")).toHaveLength(2);
     await api(`/api/runs/${id}/cancel`, account.key, { method: "POST" });
   }, 90_000);
+  // A winner's tarball download that broke off. The seed job streamed curl into tar, and curl's
+  // --retry does not retry a connection reset (nor could it: tar had read part of the stream), so the
+  // next round's attempt failed at seeding. Now the seed fetches the whole file again, with retries for
+  // any error, checks its SHA-256 and unpacks it (seedScript in src/durable/jobs.ts). Seen under a
+  // loaded machine as a whole round failing; here the relay resets the first download.
+  it("a next round whose download of the winner's tarball breaks off fetches it again", async () => {
+    const account = await createAccount("regression: broken download");
+    const runs = new Set<string>();
+    let resets = 0;
+    pump = startPump(({ url }) => {
+      if (!runs.has(runOfPath(url) ?? "")) return "wait";
+      if (url.startsWith("/download/") && resets === 0) {
+        resets++;
+        return "drop";
+      }
+      return "forward";
+    });
+    const id = await startRun(account, { prompt: "round one [slow:100]", attempts: 1 });
+    runs.add(id);
+    await watch(account, id, (r) => attemptsOf(r)[0]!.status === "done", 60_000);
+    const pick = await api(`/api/runs/${id}/rounds/1/winner`, account.key, { method: "POST", json: { attempt: 1 } });
+    expect(pick.status).toBeLessThan(300);
+    await watch(account, id, (r) => r.rounds[0]!.winner?.status === "stored", 60_000);
+    const next = await api(`/api/runs/${id}/rounds`, account.key, { method: "POST", json: { prompt: "round two [add-only]", attempts: 1 } });
+    expect(next.status).toBe(202);
+    const run = await watch(account, id, (r) => r.rounds.length === 2 && r.status !== "running", 90_000);
+    expect(resets).toBe(1);
+    expect(run.rounds[1]!.attempts[0]).toMatchObject({ status: "done", error: null });
+    await api(`/api/runs/${id}/cancel`, account.key, { method: "POST" });
+  }, 180_000);
 });
