@@ -525,6 +525,9 @@ export class RunCoordinator extends DurableObject<Env> {
     if (maxRounds !== undefined && rounds.length >= maxRounds) {
       return refuse(409, "round_limit", `this run may have ${maxRounds} ${maxRounds === 1 ? "round" : "rounds"} (limits.maxRounds)`);
     }
+    // A spent budget refuses every model call: a new round's agents could do nothing.
+    const spent = this.budgetSpent(run);
+    if (spent) return refuse(409, "budget_spent", `${spent}: no new round`);
     const fromNo = req.from ?? rounds[rounds.length - 1]!.number;
     const from = this.store.getRound(fromNo);
     if (!from) return refuse(404, "not_found", `round ${fromNo} not found`);

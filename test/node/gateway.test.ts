@@ -114,5 +114,9 @@ describe("the credential gateway", () => {
     expect(made).toBeGreaterThanOrEqual(1);
     expect(made).toBeLessThan(5);
     expect(a.usage!.calls).toBe(made);
+    // No next round on a spent budget: its agents could make no call.
+    const next = await service.api(`/api/runs/${run.id}/rounds`, { method: "POST", json: { prompt: "again" } });
+    expect(next.status).toBe(409);
+    expect(((await next.json()) as { error: { code: string; message: string } }).error).toMatchObject({ code: "budget_spent", message: expect.stringMatching(/^budget: .*: no new round$/) });
   });
 });
