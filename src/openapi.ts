@@ -177,6 +177,8 @@ export const OPERATIONS: Operation[] = [
     responses: { 200: json("the account", fields("id", "name", "limits", "usage")) } },
   { method: "patch", path: "/api/accounts/:accountId", tag: accounts, summary: "Set an account's limits", auth: "admin-token", body: accountUpdateSchema, responses: { 200: json("the account's limits now", fields("id", "limits")) } },
   { method: "get", path: "/api/admin/stats", tag: accounts, summary: "Runs and attempts by status, the sandbox sweeper's counters", auth: "admin-token", responses: { 200: json("the stats", fields("runs", "attempts", "sweeper")) } },
+  { method: "get", path: "/api/admin/runs/:id/stats", tag: accounts, summary: "How often the run's Durable Object was woken: alarms, and requests (fetches and runner reports)", auth: "admin-token",
+    responses: { 200: json("the run's wake-ups since it started", fields("id", "alarms", "requests")), 404: "no such run" } },
 
   // Slack and webhooks
   { method: "post", path: "/slack/commands", tag: integrations, summary: "Slack's slash command (/multishot)", auth: "slack", rawBody: "application/x-www-form-urlencoded, as Slack sends it", responses: { 200: "a Slack message", 401: "a bad signature" } },

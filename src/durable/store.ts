@@ -172,6 +172,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_by_attempt ON events (round, attempt, seq);
 CREATE TABLE IF NOT EXISTS previews (
   round INTEGER NOT NULL, number INTEGER NOT NULL, state TEXT NOT NULL, PRIMARY KEY (round, number));
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, n INTEGER NOT NULL);
 `;
 
 type Row = Record<string, SqlStorageValue>;
@@ -479,6 +480,24 @@ export class RunStore {
       .toArray()
       .map(toEvent);
   }
+
+  // ---- wake-ups: what this object is billed for (each alarm, each request), for the operator ----
+
+  /** One row write per wake-up: the counter is the cost meter, so it must not cost much itself. */
+  countWakeUp(kind: keyof WakeUps): void {
+    this.sql.exec("INSERT INTO counters (name, n) VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET n = n + 1", kind);
+  }
+
+  wakeUps(): WakeUps {
+    const counts = new Map(this.sql.exec<Row>("SELECT name, n FROM counters").toArray().map((r) => [String(r.name), Number(r.n)]));
+    return { alarms: counts.get("alarms") ?? 0, requests: counts.get("requests") ?? 0 };
+  }
+}
+
+/** How often the object was woken: by its alarm, and by requests (fetches and runner reports). */
+export interface WakeUps {
+  alarms: number;
+  requests: number;
 }
 
 function toEvent(r: Row): RunEvent {
