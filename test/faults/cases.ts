@@ -206,7 +206,8 @@ export const execHang: FaultCase = {
       // It was stopped at its deadline, not before, and not much after.
       const ran = a.timestamps.failed! - a.timestamps.running_agent!;
       expect(ran).toBeGreaterThanOrEqual(minutes * 60_000);
-      expect(ran).toBeLessThan(minutes * 60_000 + 15_000);
+      // (Under the load the alarm that enforces it waits its turn on the busy machine: up to 45 s late.)
+      expect(ran).toBeLessThan(minutes * 60_000 + (ctx.phase === "cases" ? 15_000 : 45_000));
     }
   },
   // The healthy attempts are done ~25 s in, but keep their sandbox (for the winner pick) until the run
@@ -261,7 +262,7 @@ export const sandboxDies: FaultCase = {
     const late = { status: "failed", exitCode: 0, error: expect.stringMatching(/^(the sandbox disappeared while collecting result|collecting (the )?result)/) };
     expect(a1).toMatchObject(lateKill(1) ? late : { status: "failed", exitCode: 137, error: expect.stringMatching(/^the agent was killed by signal 9: /) });
     expect(a2).toMatchObject(lateKill(2) ? late : { status: "failed", error: "running agent failed: Sandbox is not running (state: error) (HTTP 400)" });
-    expect(a3).toMatchObject(lateKill(3) ? late : { status: "failed", error: "running agent failed: Sandbox is not running (state: stopped) (HTTP 400)" });
+    expect(a3).toMatchObject(lateKill(3) ? late : { status: "failed", error: expect.stringMatching(/^running agent failed: Sandbox is not running \(state: stopp(ing|ed)\) \(HTTP 400\)$/) });
     if ([1, 2, 3].some(lateKill)) console.log(`[faults:${ctx.phase}] sandbox-dies: run ${r.id}: kills that landed after the agent finished: ${[1, 2, 3].filter(lateKill).join(", ")}`);
     for (const a of [a1!, a2!, a3!]) expect(a.sandboxId).toBe((r.notes.killed as Record<number, string>)[a.number]);
     expectDone(r, 4, { retries: 0 });
