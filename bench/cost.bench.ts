@@ -19,8 +19,12 @@ const SECONDS = Number(values.seconds);
 /** The Worker's default POLL_INTERVAL_MS (src/durable/retry.ts), set explicitly so the figure names it. */
 const POLL_MS = Number(values["poll-ms"]);
 const ATTEMPTS = 4;
-/** After the last agent starts: its init line is reported, its first view pushed, before the window opens. */
-const SETTLE_MS = 3_000;
+/**
+ * After the last agent starts, before the window opens: its init line is reported, its first view pushed,
+ * and its job's first polls are over (they come 1, 2, 4, 8 s after its start, then every POLL_INTERVAL_MS):
+ * the window measures an idle agent's steady cost.
+ */
+const SETTLE_MS = POLL_MS + 3_000;
 
 /**
  * The goals, per attempt-hour of an idle agent. While an agent is silent the only work there is to do is

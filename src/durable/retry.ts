@@ -33,3 +33,15 @@ export function retryPolicy(env: Env): RetryPolicy {
 export function backoffMs(policy: RetryPolicy, retriesSoFar: number): number {
   return Math.min(policy.capMs, policy.baseMs * 2 ** Math.max(0, retriesSoFar));
 }
+
+/** The first poll of a job: soon, since most setup jobs end within a second or two. */
+export const FIRST_POLL_MS = 1_000;
+
+/**
+ * When to poll a running job next, `runningMs` after it started: the gaps double from FIRST_POLL_MS
+ * (1, 2, 4, 8 s...) up to pollMs. A short job whose report was lost is seen within about its own
+ * length; a long one costs a few more polls at its start and then one per pollMs.
+ */
+export function nextPollMs(policy: RetryPolicy, runningMs: number): number {
+  return Math.min(policy.pollMs, Math.max(FIRST_POLL_MS, runningMs));
+}

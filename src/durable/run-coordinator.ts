@@ -37,7 +37,7 @@ import {
   verifyScript,
   type SeedSource,
 } from "./jobs.ts";
-import { backoffMs, retryPolicy } from "./retry.ts";
+import { backoffMs, nextPollMs, retryPolicy } from "./retry.ts";
 import {
   FINAL,
   RunStore,
@@ -845,7 +845,8 @@ export class RunCoordinator extends DurableObject<Env> {
       reported?.exitCode ?? (await this.sandboxes.commandExitCode(sandboxId, SESSION, a.cmdId));
     if (exitCode === undefined) {
       // Unless the attempt changed meanwhile (a cancel, a deadline: they scheduled their own wake-up).
-      if (this.store.getAttempt(a.round, a.number)?.version === a.version) this.store.schedule(key, Date.now() + retryPolicy(this.env).pollMs);
+      const since = a.timestamps[a.status] ?? Date.now();
+      if (this.store.getAttempt(a.round, a.number)?.version === a.version) this.store.schedule(key, Date.now() + nextPollMs(retryPolicy(this.env), Date.now() - since));
       return;
     }
     if (!reported) this.event(a.round, a.number, "job.exit_polled", { job, exitCode });
@@ -891,8 +892,8 @@ export class RunCoordinator extends DurableObject<Env> {
     if (!started) return;
     this.event(a.round, a.number, "job.started", { job, try: a.jobTry });
     this.store.schedule(deadlineKey(a.round, a.number), now + minutes * 60_000);
-    // The exit report normally wakes us; the poll is the safety net.
-    this.store.schedule(attemptKey(a.round, a.number), now + retryPolicy(this.env).pollMs);
+    // The exit report normally wakes us; the poll is the safety net (soon at first, then every pollMs).
+    this.store.schedule(attemptKey(a.round, a.number), now + nextPollMs(retryPolicy(this.env), 0));
   }
 
   private async onJobExit(a: AttemptState, job: JobName, sandboxId: string, exitCode: number): Promise<void> {

@@ -50,9 +50,10 @@ describe("regressions found by the fault suite", () => {
   // has its own timer key), but the attempt's cleanup is its step key's work, and that key is still in
   // flight: the failed attempt's sandbox was not deleted until the hung call returned (or the sweeper
   // came). Given back within 40 s of the failure holds with the request timeout of 30 s.
+  // Every poll hangs here, so that one is in flight when the deadline comes.
   it("an attempt that failed at its deadline gives its sandbox back even while a call of its step hangs", async () => {
     const account = await createAccount("bug: hung poll, deadline");
-    await setFaults({ scoped: { [`hung-${account.id}`]: { labels: { "multishot-account": account.id }, toolboxFailures: { count: 1, mode: "hang", match: POLL } } } });
+    await setFaults({ scoped: { [`hung-${account.id}`]: { labels: { "multishot-account": account.id }, toolboxFailures: { count: 1000, mode: "hang", match: POLL } } } });
     const runs = new Set<string>();
     pump = startPump(({ url, body }) => (!runs.has(runOfPath(url) ?? "") ? "wait" : /"job":"agent"/.test(body) ? "drop" : "forward"));
     const id = await startRun(account, { prompt: "hung poll, deadline [slow:300]", attempts: 1, limits: { attemptMinutes: 0.2 } });
