@@ -1,7 +1,9 @@
 // Per-account limits, checked before a run or round adds attempts: attempts working at once, and runs
 // started per hour. Beyond either the answer is 429 with Retry-After. The counts come from D1's mirror
-// of every run's state (written before each start answers), so they are exact but for requests that
-// race each other by milliseconds.
+// of every run's state (written before each start answers), plus the attempts of starts still under
+// way: each start reserves its attempts in one conditional INSERT (D1 runs one statement at a time, so
+// the check and the reservation are one step), and gives the reservation back once its run's object
+// has mirrored them. Two starts racing each other can never pass a limit together.
 import { and, eq, gt, notInArray, sql } from "drizzle-orm";
 import { db } from "./db/queries.ts";
 import { accounts, attempts, runs } from "./db/schema.ts";
@@ -11,6 +13,8 @@ import { ApiError } from "./errors.ts";
 const HOUR_MS = 60 * 60_000;
 /** When a slot frees is unknown; this is when asking again is worth it. */
 const CONCURRENCY_RETRY_SECONDS = 30;
+/** A reservation older than this belongs to a start that died half-way: it no longer counts. */
+const RESERVATION_TTL_MS = 60_000;
 
 export interface AccountUsage {
   limits: { concurrentAttempts: number; runsPerHour: number };
@@ -36,16 +40,64 @@ export async function accountUsage(env: Env, accountId: string, now = Date.now()
       .where(and(eq(runs.accountId, accountId), gt(runs.createdAt, now - HOUR_MS)))
       .get(),
   ]);
+  // Starts under way (see withinAccountLimits): their attempts are not in D1 yet.
+  const pending = await env.DB.prepare(
+    "SELECT coalesce(sum(attempts), 0) AS attempts, coalesce(sum(new_run), 0) AS runs FROM limit_reservations WHERE account_id = ? AND created_at > ?",
+  )
+    .bind(accountId, now - RESERVATION_TTL_MS)
+    .first<{ attempts: number; runs: number }>();
   return {
     limits: { concurrentAttempts: account?.c ?? 8, runsPerHour: account?.h ?? 60 },
-    activeAttempts: Number(active?.n ?? 0),
-    runsLastHour: Number(recent?.n ?? 0),
+    activeAttempts: Number(active?.n ?? 0) + Number(pending?.attempts ?? 0),
+    runsLastHour: Number(recent?.n ?? 0) + Number(pending?.runs ?? 0),
     oldestRunInHourAt: recent?.oldest ?? null,
   };
 }
 
-/** Refuses (429, Retry-After) a new run or round of `attemptCount` attempts that would pass a limit. */
-export async function checkAccountLimits(env: Env, accountId: string, attemptCount: number, newRun: boolean): Promise<void> {
+/**
+ * Runs `start` while `attemptCount` attempts are reserved against the account's limits, or refuses
+ * (429, Retry-After) a new run or round that would pass one, starting nothing.
+ */
+export async function withinAccountLimits<T>(
+  env: Env,
+  input: { accountId: string; runId: string; attempts: number; newRun: boolean },
+  start: () => Promise<T>,
+): Promise<T> {
+  const now = Date.now();
+  const id = crypto.randomUUID();
+  const { accountId, runId, attempts: count, newRun } = input;
+  const live = now - RESERVATION_TTL_MS;
+  const reserved = await env.DB.prepare(
+    `INSERT INTO limit_reservations (id, account_id, run_id, attempts, new_run, created_at)
+     SELECT ?1, ?2, ?3, ?4, ?5, ?6
+     WHERE (SELECT count(*) FROM attempts a JOIN runs r ON r.id = a.run_id
+             WHERE r.account_id = ?2 AND a.status NOT IN ('done', 'failed', 'cancelled')
+               AND a.run_id NOT IN (SELECT run_id FROM limit_reservations WHERE account_id = ?2 AND created_at > ?7))
+         + (SELECT coalesce(sum(attempts), 0) FROM limit_reservations WHERE account_id = ?2 AND created_at > ?7)
+         + ?4 <= coalesce((SELECT max_concurrent_attempts FROM accounts WHERE id = ?2), 8)
+       AND (?5 = 0 OR
+             (SELECT count(*) FROM runs WHERE account_id = ?2 AND created_at > ?8
+               AND id NOT IN (SELECT run_id FROM limit_reservations WHERE account_id = ?2 AND new_run = 1 AND created_at > ?7))
+           + (SELECT count(*) FROM limit_reservations WHERE account_id = ?2 AND new_run = 1 AND created_at > ?7)
+           < coalesce((SELECT runs_per_hour FROM accounts WHERE id = ?2), 60))`,
+  )
+    .bind(id, accountId, runId, count, newRun ? 1 : 0, now, live, now - HOUR_MS)
+    .run();
+  if (reserved.meta.changes !== 1) {
+    await refuse(env, accountId, count, newRun);
+    throw new ApiError(429, "too_many_attempts", "this account's limits are reached; try again shortly", { retryAfter: CONCURRENCY_RETRY_SECONDS });
+  }
+  try {
+    return await start();
+  } finally {
+    // The run's attempts are in D1 now (or it did not start): the reservation has done its work. Old
+    // ones (a start that died half-way) go too.
+    await env.DB.prepare("DELETE FROM limit_reservations WHERE id = ? OR created_at <= ?").bind(id, live).run();
+  }
+}
+
+/** Throws the 429 that says which limit a refused start would pass, and when to ask again. */
+async function refuse(env: Env, accountId: string, attemptCount: number, newRun: boolean): Promise<void> {
   const now = Date.now();
   const u = await accountUsage(env, accountId, now);
   if (newRun && u.runsLastHour >= u.limits.runsPerHour) {

@@ -310,3 +310,22 @@ export const sweeps = sqliteTable(
   },
   (t) => [index("sweeps_at").on(t.at)],
 );
+
+/**
+ * Attempts a start or a next round holds against its account's limits while it starts: from the
+ * atomic check until the run's Durable Object has mirrored its attempts here (then the row goes). Two
+ * starts racing each other both count them, so together they can never pass a limit (src/limits.ts).
+ */
+export const limitReservations = sqliteTable(
+  "limit_reservations",
+  {
+    id: text("id").primaryKey(),
+    accountId: text("account_id").notNull(),
+    runId: text("run_id").notNull(),
+    attempts: integer("attempts").notNull(),
+    /** 1 when it is a new run (it counts toward runs per hour), 0 for a next round */
+    newRun: integer("new_run").notNull(),
+    createdAt: integer("created_at", { mode: "number" }).notNull(),
+  },
+  (t) => [index("limit_reservations_account").on(t.accountId)],
+);

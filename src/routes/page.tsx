@@ -8,7 +8,7 @@ import { ApiError, notFound } from "../errors.ts";
 import { ExpiredPage, LiveRegion, RunPage, type PageContext, type PageData } from "../page/components.tsx";
 import liveScript from "../page/live.client.js";
 import { roundRequestSchema, winnerRequestSchema } from "../run-request.ts";
-import { checkAccountLimits, nextRoundAttempts } from "../limits.ts";
+import { startNextRound } from "../runs/start.ts";
 import { pageUrl, resolveShareToken, type ResolvedShare } from "../share.ts";
 import type { AppEnv } from "./app-types.ts";
 import { answerPreview, previewOptions } from "./previews.ts";
@@ -124,9 +124,7 @@ export const page = new Hono<PageEnv>()
   .post("/:token/rounds", async (c) => {
     requireControl(c);
     const req = await jsonBody(c, roundRequestSchema);
-    const stub = coordinator(c.env, c.get("share").runId);
-    await checkAccountLimits(c.env, c.get("share").accountId, nextRoundAttempts((await stub.view()).config.attempts, req), false);
-    return c.json(unwrap(await stub.startRound(req)), 202);
+    return c.json(unwrap(await startNextRound(c.env, c.get("share").accountId, c.get("share").runId, req)), 202);
   })
 
   .post("/:token/rounds/:round/attempts/:n/preview", async (c) => {

@@ -2,7 +2,7 @@
 import { Hono } from "hono";
 import { tarballKey } from "../durable/run-coordinator.ts";
 import { errorBody, notFound } from "../errors.ts";
-import { checkAccountLimits, nextRoundAttempts } from "../limits.ts";
+import { startNextRound } from "../runs/start.ts";
 import { coordinator, ownedRun, unwrap } from "./run-access.ts";
 import { roundRequestSchema, winnerRequestSchema } from "../run-request.ts";
 import type { AppEnv } from "./app-types.ts";
@@ -22,9 +22,7 @@ export const rounds = new Hono<AppEnv>()
   .post("/:id/rounds", idempotent, async (c) => {
     const id = await ownedRun(c);
     const req = await jsonBody(c, roundRequestSchema);
-    const stub = coordinator(c.env, id);
-    await checkAccountLimits(c.env, c.get("accountId"), nextRoundAttempts((await stub.view()).config.attempts, req), false);
-    return c.json(unwrap(await stub.startRound(req)), 202);
+    return c.json(unwrap(await startNextRound(c.env, c.get("accountId"), id, req)), 202);
   })
 
   // The winner's workspace as stored in R2: streamed, with Content-Length, ETag and Range.

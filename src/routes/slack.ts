@@ -40,7 +40,7 @@ import {
 } from "../integrations/slack-messages.ts";
 import { SHARE_SEAL_PURPOSE } from "../integrations/slack-progress.ts";
 import { roundRequestSchema, runRequestSchema } from "../run-request.ts";
-import { startRun } from "../runs/start.ts";
+import { startNextRound, startRun } from "../runs/start.ts";
 import { createShareLink } from "../share.ts";
 import type { AppEnv } from "./app-types.ts";
 import { requireApiKey, requireScope } from "./auth.ts";
@@ -213,7 +213,14 @@ export const slack = new Hono<AppEnv>()
       const stub = coordinator(c.env, ref.run);
       const winner = (await stub.view()).rounds[ref.round - 1]?.winner;
       if (winner?.status === "packing") return fieldError("The winner's workspace is still being packed. Submit again in a moment.");
-      const outcome = await stub.startRound(req.data);
+      let outcome;
+      try {
+        // The same limits as any next round: over one, the modal says so and nothing starts.
+        outcome = await startNextRound(c.env, accountId, ref.run, req.data);
+      } catch (err) {
+        if (err instanceof ApiError && err.status === 429) return fieldError(err.message);
+        throw err;
+      }
       if ("error" in outcome) return fieldError(outcome.error.message);
       // An empty answer closes the modal; the new round's message follows from the run.
       return c.body(null, 200);

@@ -3,16 +3,29 @@
 // Starting the same id again changes nothing, which is what makes derived ids (a Slack trigger, a
 // webhook delivery) safe to retry.
 import { db, runOwner, storedWinner } from "../db/queries.ts";
+import type { Outcome } from "../durable/run-coordinator.ts";
 import type { RunView } from "../durable/view.ts";
 import type { Env } from "../env.ts";
 import { ApiError } from "../errors.ts";
-import { checkAccountLimits } from "../limits.ts";
-import type { RunRequest } from "../run-request.ts";
+import { nextRoundAttempts, withinAccountLimits } from "../limits.ts";
+import type { RoundRequest, RunRequest } from "../run-request.ts";
 
 export async function startRun(env: Env, input: { id: string; accountId: string; request: RunRequest }): Promise<RunView> {
   const { id, accountId, request } = input;
   // A start that repeats (a retried Slack command, a redelivered hook) adds nothing: no limit applies.
-  if ((await runOwner(db(env.DB), id)) === null) await checkAccountLimits(env, accountId, request.attempts, true);
+  if ((await runOwner(db(env.DB), id)) !== null) return begin(env, input);
+  return withinAccountLimits(env, { accountId, runId: id, attempts: request.attempts, newRun: true }, () => begin(env, input));
+}
+
+/** A next round of a run, within its account's limits (429 otherwise, starting nothing). */
+export async function startNextRound(env: Env, accountId: string, runId: string, req: RoundRequest): Promise<Outcome<RunView>> {
+  const stub = env.RUN_COORDINATOR.get(env.RUN_COORDINATOR.idFromName(runId));
+  const attempts = nextRoundAttempts((await stub.view()).config.attempts, req);
+  return withinAccountLimits(env, { accountId, runId, attempts, newRun: false }, async (): Promise<Outcome<RunView>> => (await stub.startRound(req)) as Outcome<RunView>);
+}
+
+async function begin(env: Env, input: { id: string; accountId: string; request: RunRequest }): Promise<RunView> {
+  const { id, accountId, request } = input;
   let baseWinner;
   if (request.base && "run" in request.base) {
     const { run, round } = request.base;

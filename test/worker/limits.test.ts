@@ -96,4 +96,19 @@ describe("account limits", () => {
     const rows = await env.DB.prepare("SELECT count(*) AS n FROM rounds WHERE run_id = ?").bind(id).first<{ n: number }>();
     expect(rows!.n).toBe(1);
   });
+  it("never lets starts that race each other pass a limit together", async () => {
+    const key = await account({ concurrentAttempts: 8, runsPerHour: 1000 });
+    // Five runs of 3 attempts at once, against room for 8: exactly two may start.
+    const answers = await Promise.all(Array.from({ length: 5 }, (_, i) => start(key, { prompt: `race ${i} [slow:300]`, attempts: 3 })));
+    const statuses = answers.map((r) => r.status).sort();
+    expect(statuses).toEqual([202, 202, 429, 429, 429]);
+    const started = await Promise.all(answers.filter((r) => r.status === 202).map(async (r) => ((await r.json()) as { id: string }).id));
+    expect(await runCount(key)).toBe(2);
+    const me = (await (await api("/api/accounts/me", { key })).json()) as { usage: { activeAttempts: number } };
+    expect(me.usage.activeAttempts).toBe(6);
+    // Nothing is held back once the starts are over: the reservations are gone.
+    const left = await env.DB.prepare("SELECT count(*) AS n FROM limit_reservations").first<{ n: number }>();
+    expect(left!.n).toBe(0);
+    for (const id of started) await settle(key, id);
+  });
 });
