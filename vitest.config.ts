@@ -11,6 +11,20 @@ import { defineConfig } from "vitest/config";
 
 const withLoad = process.env.MULTISHOT_FAULTS_LOAD === "1";
 
+/** What both workerd projects bind: the schema, their local sandbox server, test credentials, fast retries. */
+async function workerdBindings(inject: <K extends "localSandboxUrl" | "localSandboxApiUrl">(key: K) => unknown) {
+  return {
+    TEST_MIGRATIONS: await readD1Migrations("./migrations"),
+    DAYTONA_API_URL: inject("localSandboxApiUrl") as string,
+    LOCAL_SANDBOX_URL: inject("localSandboxUrl") as string,
+    MULTISHOT_DEV_API_KEY: "test-dev-key",
+    ADMIN_TOKEN: "test-admin-token",
+    MULTISHOT_SIGNING_SECRET: "test-signing-secret",
+    RETRY_BASE_MS: "200",
+    RETRY_CAP_MS: "1000",
+  };
+}
+
 export default defineConfig({
   test: {
     // Most of a test's time is spent waiting on sandboxes, agents and servers, not on CPU: three files
@@ -25,17 +39,10 @@ export default defineConfig({
             wrangler: { configPath: "./wrangler.toml" },
             miniflare: {
               bindings: {
-                TEST_MIGRATIONS: await readD1Migrations("./migrations"),
-                DAYTONA_API_URL: inject<string>("localSandboxApiUrl"),
-                LOCAL_SANDBOX_URL: inject<string>("localSandboxUrl"),
+                ...(await workerdBindings(inject)),
                 // Nothing listens here: in these tests every runner report is lost and polling must carry
                 // each attempt to its end (the pushed path is covered end to end under test/node).
                 PUBLIC_URL: "http://127.0.0.1:9",
-                MULTISHOT_DEV_API_KEY: "test-dev-key",
-                ADMIN_TOKEN: "test-admin-token",
-                MULTISHOT_SIGNING_SECRET: "test-signing-secret",
-                RETRY_BASE_MS: "200",
-                RETRY_CAP_MS: "1000",
                 POLL_INTERVAL_MS: "250",
                 PREVIEW_IDLE_MINUTES: "0.1",
               },
@@ -62,17 +69,10 @@ export default defineConfig({
             wrangler: { configPath: "./wrangler.toml" },
             miniflare: {
               bindings: {
-                TEST_MIGRATIONS: await readD1Migrations("./migrations"),
-                DAYTONA_API_URL: inject<string>("localSandboxApiUrl"),
-                LOCAL_SANDBOX_URL: inject<string>("localSandboxUrl"),
+                ...(await workerdBindings(inject)),
                 // Runner reports reach the Worker through the relay while a test pulls from it
                 // (test/faults/ingest-relay.ts): a case can lose them on the way.
                 PUBLIC_URL: inject<string>("ingestRelayUrl"),
-                MULTISHOT_DEV_API_KEY: "test-dev-key",
-                ADMIN_TOKEN: "test-admin-token",
-                MULTISHOT_SIGNING_SECRET: "test-signing-secret",
-                RETRY_BASE_MS: "200",
-                RETRY_CAP_MS: "1000",
                 POLL_INTERVAL_MS: process.env.MULTISHOT_FAULTS_POLL_MS ?? "2000",
                 // The regressions wait out a call that is never answered: 8 s instead of 30 keeps them
                 // short. Under the load calls can queue for longer: the default there.
