@@ -32,9 +32,9 @@ describe('auto-stop and auto-delete', () => {
     const t0 = Date.now();
     await waitFor('auto-stop', async () => ((await stateOf(sb.id)) === 'stopped' ? true : undefined));
     expect(Date.now() - t0).toBeGreaterThanOrEqual(MINUTE_MS * 0.9);
-    const stoppedAt = Date.now();
+    // Seen from here the stop may come late, so the delete's bound is taken from the create.
     await waitFor('auto-delete', async () => ((await stateOf(sb.id)) === 'gone' ? true : undefined));
-    expect(Date.now() - stoppedAt).toBeGreaterThanOrEqual(MINUTE_MS * 1.5);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(MINUTE_MS * 2.9);
     const stats = await h.admin<{ autoStops: number; autoDeletes: number }>('/stats');
     expect(stats.autoStops).toBeGreaterThanOrEqual(1);
     expect(stats.autoDeletes).toBeGreaterThanOrEqual(1);
