@@ -4,35 +4,12 @@
 // `multishot ready at http://127.0.0.1:<port>` once /health answers.
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { startLocalSandboxServer } from "../tools/local-sandbox/server.ts";
+import { PASSED_THROUGH } from "./worker-config.ts";
 
-/** Configuration handed from this process's environment to the Worker (README: "Configuration"). */
-const PASSED_THROUGH = [
-  "DAYTONA_API_KEY",
-  "DAYTONA_JWT_TOKEN",
-  "DAYTONA_ORGANIZATION_ID",
-  "DAYTONA_API_URL",
-  "DAYTONA_TARGET",
-  "DAYTONA_SNAPSHOT",
-  "ANTHROPIC_API_KEY",
-  "ANTHROPIC_BASE_URL",
-  "CLAUDE_CODE_OAUTH_TOKEN",
-  "SLACK_SIGNING_SECRET",
-  "SLACK_BOT_TOKEN",
-  "SLACK_API_URL",
-  "ADMIN_TOKEN",
-  "MULTISHOT_DEV_API_KEY",
-  "MULTISHOT_SIGNING_SECRET",
-  "RETRY_BASE_MS",
-  "RETRY_CAP_MS",
-  "RETRY_LIMIT",
-  "POLL_INTERVAL_MS",
-  "DAYTONA_REQUEST_TIMEOUT_MS",
-  "UPLOAD_PART_BYTES",
-] as const;
 
 const root = resolve(import.meta.dirname, "..");
 const port = Number(process.env.PORT ?? 8787);
@@ -94,7 +71,14 @@ async function main() {
   const wrangler = spawn(
     "wrangler",
     ["dev", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", stateDir, "--env-file", envFile, "--show-interactive-dev-session=false"],
-    { cwd: root, stdio: ["ignore", "inherit", "inherit"], detached: true },
+    {
+      cwd: root,
+      stdio: ["ignore", "inherit", "inherit"],
+      detached: true,
+      // The Worker never reads request.cf: no fetch of it from workers.cloudflare.com at start (offline
+      // or firewalled, that fetch fails with a stack trace or waits for its timeout).
+      env: { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: process.env.CLOUDFLARE_CF_FETCH_ENABLED ?? "false" },
+    },
   );
   children.push(wrangler);
 
@@ -121,7 +105,22 @@ async function main() {
 
   const url = `http://127.0.0.1:${port}`;
   await waitForHealth(url, 60_000);
+  startLocalCron(url);
   console.log(`multishot ready at ${url}`);
+}
+
+/** `wrangler dev` never fires cron triggers: fire wrangler.toml's own (the sandbox sweeper) on its schedule. */
+function startLocalCron(url: string): void {
+  const cron = /crons\s*=\s*\["([^"]+)"/.exec(readFileSync(join(root, "wrangler.toml"), "utf8"))?.[1];
+  const everyMinutes = cron ? Number(/^\*\/(\d+) \* \* \* \*$/.exec(cron)?.[1]) : NaN;
+  if (!cron || !Number.isInteger(everyMinutes) || everyMinutes < 1) return;
+  const fire = () => {
+    fetch(`${url}/cdn-cgi/local/scheduled?cron=${encodeURIComponent(cron)}`, { signal: AbortSignal.timeout(60_000) })
+      .then((res) => res.body?.cancel())
+      .catch((err) => console.error(`local cron: ${(err as Error).message}`));
+  };
+  setInterval(fire, everyMinutes * 60_000).unref();
+  console.log(`the sandbox sweeper runs every ${everyMinutes} minutes (cron "${cron}")`);
 }
 
 main().catch((err) => {

@@ -1,0 +1,26 @@
+// What `npm start` (scripts/start.ts) hands from its environment to the Worker: every variable and
+// secret of the README's configuration table (test/node/config.test.ts holds the two together).
+export const PASSED_THROUGH = [
+  "DAYTONA_API_KEY",
+  "DAYTONA_JWT_TOKEN",
+  "DAYTONA_ORGANIZATION_ID",
+  "DAYTONA_API_URL",
+  "DAYTONA_TARGET",
+  "DAYTONA_SNAPSHOT",
+  "ANTHROPIC_API_KEY",
+  "ANTHROPIC_BASE_URL",
+  "CLAUDE_CODE_OAUTH_TOKEN",
+  "SLACK_SIGNING_SECRET",
+  "SLACK_BOT_TOKEN",
+  "SLACK_API_URL",
+  "ADMIN_TOKEN",
+  "MULTISHOT_DEV_API_KEY",
+  "MULTISHOT_SIGNING_SECRET",
+  "RETRY_BASE_MS",
+  "RETRY_CAP_MS",
+  "RETRY_LIMIT",
+  "POLL_INTERVAL_MS",
+  "PREVIEW_IDLE_MINUTES",
+  "DAYTONA_REQUEST_TIMEOUT_MS",
+  "UPLOAD_PART_BYTES",
+] as const;
