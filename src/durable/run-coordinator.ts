@@ -1227,8 +1227,9 @@ export class RunCoordinator extends DurableObject<Env> {
   /** Records lines of the agent's stdout, numbered from `first`; a line already recorded is skipped. */
   private recordAgentOutput(a: AttemptState, lines: string[], first: number): void {
     lines.forEach((line, i) => {
-      // An empty line is the runner's placeholder for an over-long one: its number counts as seen.
-      if (!this.store.firstSighting(a.round, a.number, a.jobTry, first + i) || !line) return;
+      // An empty line is the runner's placeholder for an over-long one: its number counts as seen, and
+      // the line itself is read back from the sandbox's log if the result does not come otherwise.
+      if (!this.store.firstSighting(a.round, a.number, a.jobTry, first + i, line)) return;
       for (const e of parseAgentLine(line)) this.event(a.round, a.number, e.type, agentEventData(e));
     });
   }

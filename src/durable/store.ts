@@ -165,6 +165,10 @@ CREATE TABLE IF NOT EXISTS reports (
 CREATE TABLE IF NOT EXISTS agent_lines (
   round INTEGER NOT NULL, number INTEGER NOT NULL, try INTEGER NOT NULL, line INTEGER NOT NULL,
   PRIMARY KEY (round, number, try, line));
+-- Lines the runner pushed as empty placeholders (it does not push over-long lines): seen, not yet read.
+CREATE TABLE IF NOT EXISTS agent_placeholders (
+  round INTEGER NOT NULL, number INTEGER NOT NULL, try INTEGER NOT NULL, line INTEGER NOT NULL,
+  PRIMARY KEY (round, number, try, line));
 CREATE TABLE IF NOT EXISTS timers (key TEXT PRIMARY KEY, due_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, round INTEGER, attempt INTEGER,
@@ -314,9 +318,19 @@ export class RunStore {
   // ---- which of an agent's stdout lines are in the event log already (by their number) ----
 
   /** Marks the line seen; false when it was seen before. */
-  firstSighting(round: number, number: number, jobTry: number, line: number): boolean {
-    const before = this.sql.exec("INSERT OR IGNORE INTO agent_lines (round, number, try, line) VALUES (?, ?, ?, ?)", round, number, jobTry, line);
-    return before.rowsWritten > 0;
+  /**
+   * Whether this is the first sighting of a line's content. An empty `text` is the runner's placeholder
+   * for an over-long line: its number counts as seen (no gap), and its content is still to come, from
+   * the read-back of the sandbox's log.
+   */
+  firstSighting(round: number, number: number, jobTry: number, line: number, text: string): boolean {
+    const fresh = this.sql.exec("INSERT OR IGNORE INTO agent_lines (round, number, try, line) VALUES (?, ?, ?, ?)", round, number, jobTry, line).rowsWritten > 0;
+    if (!text) {
+      if (fresh) this.sql.exec("INSERT OR IGNORE INTO agent_placeholders (round, number, try, line) VALUES (?, ?, ?, ?)", round, number, jobTry, line);
+      return false;
+    }
+    if (fresh) return true;
+    return this.sql.exec("DELETE FROM agent_placeholders WHERE round = ? AND number = ? AND try = ? AND line = ?", round, number, jobTry, line).rowsWritten > 0;
   }
 
   /** How many of the agent's lines (of one try) arrived, and how many the highest number implies. */

@@ -100,6 +100,32 @@ describe("regressions found by the fault suite", () => {
     expect(types.filter((t) => t === "agent.text")).toHaveLength(2);
     await api(`/api/runs/${id}/cancel`, account.key, { method: "POST" });
   }, 90_000);
+  // An agent whose final result line is longer than the runner pushes (60 KB): the runner pushes an
+  // empty placeholder for it. Since the gap check, its number counted as seen before the line was
+  // parsed, so the read-back skipped it and the attempt lost its summary (final message, turns, cost).
+  // Fixed by keeping placeholders apart from read lines (firstSighting in src/durable/store.ts).
+  it("an over-long result line is read back from the sandbox's log, and the attempt keeps its summary", async () => {
+    const account = await createAccount("bug: long result");
+    const runs = new Set<string>();
+    let placeholders = 0;
+    pump = startPump(({ url, body }) => {
+      if (!runs.has(runOfPath(url) ?? "")) return "wait";
+      if (/"job":"agent"/.test(body) && /"kind":"output"/.test(body) && (JSON.parse(body) as { lines: string[] }).lines.includes("")) placeholders++;
+      return "forward";
+    });
+    const id = await startRun(account, { prompt: "long result [long-result]", attempts: 1 });
+    runs.add(id);
+    const run = await watch(account, id, (r) => attemptsOf(r)[0]!.status === "done", 60_000);
+    const attempt = attemptsOf(run)[0]!;
+    expect(attempt.status).toBe("done");
+    expect(placeholders).toBeGreaterThan(0);
+    expect(attempt.summary).toMatchObject({ turns: 5, isError: false });
+    expect(attempt.summary!.finalMessage).toMatch(/^Attempt 1 built "long result".*More detail\. More detail\./s);
+    const events = (await runEvents(account, id)).filter((e) => e.attempt === 1);
+    expect(events.filter((e) => e.type === "agent.result")).toHaveLength(1);
+    await api(`/api/runs/${id}/cancel`, account.key, { method: "POST" });
+  }, 90_000);
+
   // A winner's tarball download that broke off. The seed job streamed curl into tar, and curl's
   // --retry does not retry a connection reset (nor could it: tar had read part of the stream), so the
   // next round's attempt failed at seeding. Now the seed fetches the whole file again, with retries for
