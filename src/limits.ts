@@ -4,9 +4,6 @@
 // way: each start reserves its attempts in one conditional INSERT (D1 runs one statement at a time, so
 // the check and the reservation are one step), and gives the reservation back once its run's object
 // has mirrored them. Two starts racing each other can never pass a limit together.
-import { and, eq, gt, notInArray, sql } from "drizzle-orm";
-import { db } from "./db/queries.ts";
-import { accounts, attempts, runs } from "./db/schema.ts";
 import type { Env } from "./env.ts";
 import { ApiError } from "./errors.ts";
 
@@ -25,32 +22,28 @@ export interface AccountUsage {
 }
 
 export async function accountUsage(env: Env, accountId: string, now = Date.now()): Promise<AccountUsage> {
-  const d = db(env.DB);
-  const [account, active, recent] = await Promise.all([
-    d.select({ c: accounts.maxConcurrentAttempts, h: accounts.runsPerHour }).from(accounts).where(eq(accounts.id, accountId)).get(),
-    d
-      .select({ n: sql<number>`count(*)` })
-      .from(attempts)
-      .innerJoin(runs, eq(runs.id, attempts.runId))
-      .where(and(eq(runs.accountId, accountId), notInArray(attempts.status, ["done", "failed", "cancelled"])))
-      .get(),
-    d
-      .select({ n: sql<number>`count(*)`, oldest: sql<number | null>`min(${runs.createdAt})` })
-      .from(runs)
-      .where(and(eq(runs.accountId, accountId), gt(runs.createdAt, now - HOUR_MS)))
-      .get(),
-  ]);
-  // Starts under way (see withinAccountLimits): their attempts are not in D1 yet.
-  const pending = await env.DB.prepare(
-    "SELECT coalesce(sum(attempts), 0) AS attempts, coalesce(sum(new_run), 0) AS runs FROM limit_reservations WHERE account_id = ? AND created_at > ?",
+  // As withinAccountLimits counts: a reserved start's run counts by its reservation only, never twice
+  // while its object has mirrored it and has not given the reservation back yet.
+  const row = await env.DB.prepare(
+    `SELECT
+       (SELECT max_concurrent_attempts FROM accounts WHERE id = ?1) AS c,
+       (SELECT runs_per_hour FROM accounts WHERE id = ?1) AS h,
+       (SELECT count(*) FROM attempts a JOIN runs r ON r.id = a.run_id
+         WHERE r.account_id = ?1 AND a.status NOT IN ('done', 'failed', 'cancelled')
+           AND a.run_id NOT IN (SELECT run_id FROM limit_reservations WHERE account_id = ?1 AND created_at > ?2)) AS active,
+       (SELECT coalesce(sum(attempts), 0) FROM limit_reservations WHERE account_id = ?1 AND created_at > ?2) AS reservedAttempts,
+       (SELECT count(*) FROM runs WHERE account_id = ?1 AND created_at > ?3
+           AND id NOT IN (SELECT run_id FROM limit_reservations WHERE account_id = ?1 AND new_run = 1 AND created_at > ?2)) AS recent,
+       (SELECT count(*) FROM limit_reservations WHERE account_id = ?1 AND new_run = 1 AND created_at > ?2) AS reservedRuns,
+       (SELECT min(created_at) FROM runs WHERE account_id = ?1 AND created_at > ?3) AS oldest`,
   )
-    .bind(accountId, now - RESERVATION_TTL_MS)
-    .first<{ attempts: number; runs: number }>();
+    .bind(accountId, now - RESERVATION_TTL_MS, now - HOUR_MS)
+    .first<{ c: number | null; h: number | null; active: number; reservedAttempts: number; recent: number; reservedRuns: number; oldest: number | null }>();
   return {
-    limits: { concurrentAttempts: account?.c ?? 8, runsPerHour: account?.h ?? 60 },
-    activeAttempts: Number(active?.n ?? 0) + Number(pending?.attempts ?? 0),
-    runsLastHour: Number(recent?.n ?? 0) + Number(pending?.runs ?? 0),
-    oldestRunInHourAt: recent?.oldest ?? null,
+    limits: { concurrentAttempts: row?.c ?? 8, runsPerHour: row?.h ?? 60 },
+    activeAttempts: Number(row?.active ?? 0) + Number(row?.reservedAttempts ?? 0),
+    runsLastHour: Number(row?.recent ?? 0) + Number(row?.reservedRuns ?? 0),
+    oldestRunInHourAt: row?.oldest ?? null,
   };
 }
 
@@ -62,6 +55,8 @@ export async function withinAccountLimits<T>(
   env: Env,
   input: { accountId: string; runId: string; attempts: number; newRun: boolean },
   start: () => Promise<T>,
+  /** The round `start` started, or null when it started nothing (a refusal it answered with). */
+  startedRound: (result: T) => number | null,
 ): Promise<T> {
   const now = Date.now();
   const id = crypto.randomUUID();
@@ -87,12 +82,25 @@ export async function withinAccountLimits<T>(
     await refuse(env, accountId, count, newRun);
     throw new ApiError(429, "too_many_attempts", "this account's limits are reached; try again shortly", { retryAfter: CONCURRENCY_RETRY_SECONDS });
   }
+  let keep = false;
   try {
-    return await start();
+    const result = await start();
+    const round = startedRound(result);
+    if (round !== null) {
+      // The object mirrors its new attempts to D1 before it answers, but a D1 error there is retried
+      // later: until they are in D1 the reservation is what counts them (at most RESERVATION_TTL_MS).
+      const mirrored = await env.DB.prepare("SELECT count(*) AS n FROM attempts WHERE run_id = ? AND round = ?").bind(runId, round).first<{ n: number }>();
+      keep = Number(mirrored?.n ?? 0) < count;
+    }
+    return result;
   } finally {
-    // The run's attempts are in D1 now (or it did not start): the reservation has done its work. Old
-    // ones (a start that died half-way) go too.
-    await env.DB.prepare("DELETE FROM limit_reservations WHERE id = ? OR created_at <= ?").bind(id, live).run();
+    // The reservation has done its work (or nothing started). Old ones (a start that died half-way)
+    // go too. A failure here changes no answer: the start happened, and the TTL ends the row anyway.
+    try {
+      await env.DB.prepare("DELETE FROM limit_reservations WHERE (id = ? AND ?) OR created_at <= ?").bind(id, keep ? 0 : 1, live).run();
+    } catch (err) {
+      console.error("giving back a limit reservation failed; it lapses by itself", err instanceof Error ? err.message : err);
+    }
   }
 }
 

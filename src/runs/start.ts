@@ -14,14 +14,19 @@ export async function startRun(env: Env, input: { id: string; accountId: string;
   const { id, accountId, request } = input;
   // A start that repeats (a retried Slack command, a redelivered hook) adds nothing: no limit applies.
   if ((await runOwner(db(env.DB), id)) !== null) return begin(env, input);
-  return withinAccountLimits(env, { accountId, runId: id, attempts: request.attempts, newRun: true }, () => begin(env, input));
+  return withinAccountLimits(env, { accountId, runId: id, attempts: request.attempts, newRun: true }, () => begin(env, input), () => 1);
 }
 
 /** A next round of a run, within its account's limits (429 otherwise, starting nothing). */
 export async function startNextRound(env: Env, accountId: string, runId: string, req: RoundRequest): Promise<Outcome<RunView>> {
   const stub = env.RUN_COORDINATOR.get(env.RUN_COORDINATOR.idFromName(runId));
   const attempts = nextRoundAttempts((await stub.view()).config.attempts, req);
-  return withinAccountLimits(env, { accountId, runId, attempts, newRun: false }, async (): Promise<Outcome<RunView>> => (await stub.startRound(req)) as Outcome<RunView>);
+  return withinAccountLimits(
+    env,
+    { accountId, runId, attempts, newRun: false },
+    async (): Promise<Outcome<RunView>> => (await stub.startRound(req)) as Outcome<RunView>,
+    (outcome) => ("ok" in outcome ? outcome.ok.rounds[outcome.ok.rounds.length - 1]!.number : null),
+  );
 }
 
 async function begin(env: Env, input: { id: string; accountId: string; request: RunRequest }): Promise<RunView> {

@@ -96,6 +96,41 @@ describe("account limits", () => {
     const rows = await env.DB.prepare("SELECT count(*) AS n FROM rounds WHERE run_id = ?").bind(id).first<{ n: number }>();
     expect(rows!.n).toBe(1);
   });
+  it("keeps counting a started run's attempts while D1 refuses their rows", async () => {
+    const key = await account({ concurrentAttempts: 4, runsPerHour: 1000 });
+    const me = (await (await api("/api/accounts/me", { key })).json()) as { id: string };
+    // D1 refuses this account's attempt rows: the run's object starts it, and retries its mirror later.
+    const trigger = `limits_refuse_attempts_${me.id}`;
+    await env.DB.exec(
+      `CREATE TRIGGER ${trigger} BEFORE INSERT ON attempts WHEN NEW.run_id IN (SELECT id FROM runs WHERE account_id = '${me.id}') BEGIN SELECT RAISE(ABORT, 'injected D1 fault'); END`,
+    );
+    let first: { id: string };
+    try {
+      const res = await start(key, { prompt: "unmirrored [slow:800]", attempts: 3 });
+      expect(res.status).toBe(202);
+      first = (await res.json()) as { id: string };
+      const rows = await env.DB.prepare("SELECT count(*) AS n FROM attempts WHERE run_id = ?").bind(first.id).first<{ n: number }>();
+      expect(rows!.n).toBe(0);
+      // Its reservation still counts its 3 attempts: 2 more would pass the limit of 4.
+      const second = await start(key, { prompt: "one too many", attempts: 2 });
+      expect(second.status).toBe(429);
+      expect(((await second.json()) as { error: { code: string } }).error.code).toBe("too_many_attempts");
+    } finally {
+      await env.DB.exec(`DROP TRIGGER IF EXISTS ${trigger}`);
+    }
+    // Once the mirror gets through, the attempts count once: by their rows, not also by the reservation.
+    const until = Date.now() + 20_000;
+    let rows = 0;
+    while (rows < 3 && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 250));
+      rows = (await env.DB.prepare("SELECT count(*) AS n FROM attempts WHERE run_id = ?").bind(first.id).first<{ n: number }>())!.n;
+    }
+    expect(rows).toBe(3);
+    const usage = (await (await api("/api/accounts/me", { key })).json()) as { usage: { activeAttempts: number } };
+    expect(usage.usage.activeAttempts).toBeLessThanOrEqual(3);
+    await settle(key, first.id);
+  });
+
   it("never lets starts that race each other pass a limit together", async () => {
     const key = await account({ concurrentAttempts: 8, runsPerHour: 1000 });
     // Five runs of 3 attempts at once, against room for 8: exactly two may start.
@@ -104,10 +139,10 @@ describe("account limits", () => {
     expect(statuses).toEqual([202, 202, 429, 429, 429]);
     const started = await Promise.all(answers.filter((r) => r.status === 202).map(async (r) => ((await r.json()) as { id: string }).id));
     expect(await runCount(key)).toBe(2);
-    const me = (await (await api("/api/accounts/me", { key })).json()) as { usage: { activeAttempts: number } };
+    const me = (await (await api("/api/accounts/me", { key })).json()) as { id: string; usage: { activeAttempts: number } };
     expect(me.usage.activeAttempts).toBe(6);
     // Nothing is held back once the starts are over: the reservations are gone.
-    const left = await env.DB.prepare("SELECT count(*) AS n FROM limit_reservations").first<{ n: number }>();
+    const left = await env.DB.prepare("SELECT count(*) AS n FROM limit_reservations WHERE account_id = ?").bind(me.id).first<{ n: number }>();
     expect(left!.n).toBe(0);
     for (const id of started) await settle(key, id);
   });
