@@ -71,11 +71,10 @@ export async function revokeShareLink(env: Env, runId: string, id: string): Prom
   const [row] = await d.select().from(shareLinks).where(and(eq(shareLinks.id, id), eq(shareLinks.runId, runId)));
   if (!row) return null;
   const revokedAt = row.revokedAt ?? Date.now();
-  if (row.revokedAt === null) {
-    await d.update(shareLinks).set({ revokedAt }).where(eq(shareLinks.id, id));
-    // Pages already open on the link stop getting the run.
-    await env.RUN_COORDINATOR.get(env.RUN_COORDINATOR.idFromName(runId)).closeLink(id);
-  }
+  if (row.revokedAt === null) await d.update(shareLinks).set({ revokedAt }).where(eq(shareLinks.id, id));
+  // Pages already open on the link stop getting the run. Every time: a revoke whose first try failed
+  // here is retried by its caller, and closing twice is harmless.
+  await env.RUN_COORDINATOR.get(env.RUN_COORDINATOR.idFromName(runId)).closeLink(id);
   return { id: row.id, runId: row.runId, scope: row.scope, createdAt: row.createdAt, expiresAt: row.expiresAt, revokedAt };
 }
 

@@ -363,6 +363,13 @@ export class RunCoordinator extends DurableObject<Env> {
         headers: { "content-type": "application/json", upgrade: "websocket" },
       });
     }
+    // A link revoked between the route's check and this (closeLink already ran): refuse as the route would.
+    if (link !== null && this.revokedLinks.has(link)) {
+      return new Response(JSON.stringify({ error: { code: "link_expired", message: "this share link has expired or was revoked" } }), {
+        status: 404,
+        headers: { "content-type": "application/json" },
+      });
+    }
     const run = this.requireRun();
     const { 0: client, 1: server } = new WebSocketPair();
     this.ctx.acceptWebSocket(server, link ? [`link:${link}`] : []);

@@ -120,6 +120,14 @@ describe("a share link's live streams", () => {
     ws.accept();
     expect((await api(`/api/runs/${runId}/share/${second.id}`, { method: "DELETE" })).status).toBe(200);
     expect(await closed).toBe(4001);
+
+    // A WebSocket that reaches the run's object after its link was closed there (the route had checked
+    // D1 just before the revoke landed) is refused too.
+    const third = (await (await share(runId, { scope: "view" })).json()) as { id: string; url: string };
+    await env.RUN_COORDINATOR.get(env.RUN_COORDINATOR.idFromName(runId)).closeLink(third.id);
+    const late = await api(`${pagePath(third.url)}/live`, { key: null, headers: { upgrade: "websocket" } });
+    expect(late.status).toBe(404);
+    expect(((await late.json()) as { error: { code: string } }).error.code).toBe("link_expired");
     await waitForRun(runId, settled);
   });
 });
