@@ -21,7 +21,8 @@ export function seedScript(req: RunRequest, round: number, source: SeedSource): 
     // Streamed from R2 straight into tar; the bytes are hashed on the way and checked against the
     // SHA-256 recorded when the winner was packed.
     fill = `rm -f "${MS_DIR}/base.sha256"
-if curl -fsS --retry 3 --retry-delay 1 ${shellQuote(source.url)} \
+# A stalled transfer (under 1 KB/s for a minute) is given up, not waited out until the job's deadline.
+if curl -fsS --retry 3 --retry-delay 1 --connect-timeout 15 --speed-limit 1024 --speed-time 60 ${shellQuote(source.url)} \
   | tee >(sha256sum | cut -d' ' -f1 > "${MS_DIR}/base.sha256.tmp" && mv "${MS_DIR}/base.sha256.tmp" "${MS_DIR}/base.sha256") \
   | tar -xzf - --no-same-owner -C "${WORKSPACE}"; then
   # The hash is written by a process substitution that may finish a moment after tar.
@@ -32,7 +33,9 @@ else
   # for any error, then check and unpack it.
   echo "the winner's tarball download broke off; fetching it again"
   find . -mindepth 1 -delete
-  curl -fsS --retry 5 --retry-all-errors --retry-delay 2 -o "${MS_DIR}/base.tar.gz" ${shellQuote(source.url)}
+  # --retry-all-errors (curl 7.71+) also retries a reset connection; an older curl retries what it can.
+  retry_all=$(curl --help all 2>/dev/null | grep -e '--retry-all-errors' >/dev/null && echo --retry-all-errors || true)
+  curl -fsS --retry 5 $retry_all --retry-delay 2 --connect-timeout 15 --speed-limit 1024 --speed-time 60 -o "${MS_DIR}/base.tar.gz" ${shellQuote(source.url)}
   got=$(sha256sum "${MS_DIR}/base.tar.gz" | cut -d' ' -f1)
   if [ "$got" = "${source.sha256}" ]; then tar -xzf "${MS_DIR}/base.tar.gz" --no-same-owner -C "${WORKSPACE}"; fi
   rm -f "${MS_DIR}/base.tar.gz"
