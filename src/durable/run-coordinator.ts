@@ -852,7 +852,8 @@ export class RunCoordinator extends DurableObject<Env> {
       reported?.exitCode ?? (await this.sandboxes.commandExitCode(sandboxId, SESSION, a.cmdId));
     if (exitCode === undefined) {
       // Unless the attempt changed meanwhile (a cancel, a deadline: they scheduled their own wake-up).
-      const since = a.timestamps[a.status] ?? Date.now();
+      // Early polls for each job started, a retried one too: counted from its own start.
+      const since = a.jobStartedAt ?? a.timestamps[a.status] ?? Date.now();
       if (this.store.getAttempt(a.round, a.number)?.version === a.version) this.store.schedule(key, Date.now() + nextPollMs(retryPolicy(this.env), Date.now() - since));
       return;
     }
@@ -895,7 +896,7 @@ export class RunCoordinator extends DurableObject<Env> {
 
     const minutes = job === "agent" ? (run.request.limits?.attemptMinutes ?? DEFAULT_ATTEMPT_MINUTES) : SETUP_JOB_MINUTES;
     const now = Date.now();
-    const started = this.commit(current, { cmdId, deadlineAt: now + minutes * 60_000 });
+    const started = this.commit(current, { cmdId, jobStartedAt: now, deadlineAt: now + minutes * 60_000 });
     if (!started) return;
     this.event(a.round, a.number, "job.started", { job, try: a.jobTry });
     this.store.schedule(deadlineKey(a.round, a.number), now + minutes * 60_000);

@@ -111,6 +111,8 @@ export interface AttemptState {
   sandboxDeleted?: boolean;
   /** The sandbox user's home, asked once. */
   homeDir: string | null;
+  /** When the running job (its command) was started. */
+  jobStartedAt?: number;
   /** When the running job is killed and the attempt failed. */
   deadlineAt: number | null;
   /** Bumped on every write; a step whose attempt changed under it (a cancel, a report) drops its result. */
