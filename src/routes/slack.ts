@@ -211,12 +211,13 @@ export const slack = new Hono<AppEnv>()
       const req = roundRequestSchema.safeParse({ prompt, from: ref.round });
       if (!req.success) return fieldError(req.error.issues[0]?.message ?? "this prompt cannot start a round");
       const stub = coordinator(c.env, ref.run);
-      const winner = (await stub.view()).rounds[ref.round - 1]?.winner;
+      const view = await stub.view();
+      const winner = view.rounds[ref.round - 1]?.winner;
       if (winner?.status === "packing") return fieldError("The winner's workspace is still being packed. Submit again in a moment.");
       let outcome;
       try {
         // The same limits as any next round: over one, the modal says so and nothing starts.
-        outcome = await startNextRound(c.env, accountId, ref.run, req.data);
+        outcome = await startNextRound(c.env, accountId, ref.run, req.data, view);
       } catch (err) {
         if (err instanceof ApiError && err.status === 429) return fieldError(err.message);
         throw err;

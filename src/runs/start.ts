@@ -18,9 +18,10 @@ export async function startRun(env: Env, input: { id: string; accountId: string;
 }
 
 /** A next round of a run, within its account's limits (429 otherwise, starting nothing). */
-export async function startNextRound(env: Env, accountId: string, runId: string, req: RoundRequest): Promise<Outcome<RunView>> {
+export async function startNextRound(env: Env, accountId: string, runId: string, req: RoundRequest, view?: RunView): Promise<Outcome<RunView>> {
   const stub = env.RUN_COORDINATOR.get(env.RUN_COORDINATOR.idFromName(runId));
-  const attempts = nextRoundAttempts((await stub.view()).config.attempts, req);
+  // A caller that has the run's view already saves a call (Slack's modal answers within 3 s).
+  const attempts = nextRoundAttempts((view ?? (await stub.view())).config.attempts, req);
   return withinAccountLimits(
     env,
     { accountId, runId, attempts, newRun: false },
