@@ -40,9 +40,10 @@ export default defineConfig({
             miniflare: {
               bindings: {
                 ...(await workerdBindings(inject)),
-                // Nothing listens here: in these tests every runner report is lost and polling must carry
-                // each attempt to its end (the pushed path is covered end to end under test/node).
-                PUBLIC_URL: "http://127.0.0.1:9",
+                // A server that refuses every runner report (test/worker/global-setup.ts): in these tests
+                // reports are lost and polling must carry each attempt to its end (the pushed path is
+                // covered end to end under test/node and by the fault suite).
+                PUBLIC_URL: inject("lostReportsUrl") as string,
                 POLL_INTERVAL_MS: "250",
                 PREVIEW_IDLE_MINUTES: "0.1",
               },

@@ -1,5 +1,7 @@
 // Starts one real local sandbox server (its own process) for the worker tests and hands its URL to the
-// pool's bindings.
+// pool's bindings; and the address runner reports go to, where nobody takes them.
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import type { TestProject } from "vitest/node";
 import { startLocalSandbox } from "../support/processes.ts";
 
@@ -7,6 +9,7 @@ declare module "vitest" {
   export interface ProvidedContext {
     localSandboxUrl: string;
     localSandboxApiUrl: string;
+    lostReportsUrl: string;
   }
 }
 
@@ -14,5 +17,16 @@ export default async function setup(project: TestProject) {
   const server = await startLocalSandbox();
   project.provide("localSandboxUrl", server.url);
   project.provide("localSandboxApiUrl", server.apiUrl);
-  return () => server.stop();
+  // Every runner report is lost here: refused with 410, which the runners take as final (a refused
+  // connection would cost each job's exit ~1.4 s of report retries before its command ends).
+  const lost = createServer((req, res) => {
+    req.resume();
+    res.writeHead(410, { "content-type": "application/json" }).end('{"error":{"code":"gone","message":"reports are lost in these tests"}}');
+  });
+  await new Promise<void>((ok) => lost.listen(0, "127.0.0.1", ok));
+  project.provide("lostReportsUrl", `http://127.0.0.1:${(lost.address() as AddressInfo).port}`);
+  return async () => {
+    lost.close();
+    await server.stop();
+  };
 }
