@@ -108,7 +108,7 @@ const TAGS: Record<string, string> = {
 export const OPERATIONS: Operation[] = [
   // Runs
   { method: "post", path: "/api/runs", tag: runs, summary: "Start a run: N attempts of one prompt", auth: "key", scope: "runs:write", params: [idempotencyKey], body: runRequestSchema,
-    responses: { 202: json("started", ref("RunStarted")), 413: "the body is over 1 MB", 429: "an account limit (Retry-After): nothing started" } },
+    responses: { 202: json("started", ref("RunStarted")), 413: "the body is over 1 MB", 422: "`agent_unavailable`: the agent needs a credential this service lacks (claude-code: `ANTHROPIC_API_KEY` or `CLAUDE_CODE_OAUTH_TOKEN`)", 429: "an account limit (Retry-After): nothing started" } },
   { method: "get", path: "/api/runs", tag: runs, summary: "Your runs, newest first", auth: "key", scope: "runs:read",
     params: [limit, q("status", "Only runs with this status.", { type: "string", enum: RUN_STATUSES }), cursor],
     responses: { 200: json("a page of runs", { type: "object", properties: { runs: { type: "array", items: fields("id", "status", "prompt", "agent", "createdAt") }, nextCursor: { type: ["string", "null"] } } }) } },

@@ -17,6 +17,11 @@ describe("the runs API", () => {
   it("wants an API key", async () => {
     expect(await error(await api("/api/runs", { key: null }))).toMatchObject({ status: 401, body: { error: { code: "unauthorized" } } });
     expect(await error(await api("/api/runs", { key: "wrong" }))).toMatchObject({ status: 401, body: { error: { code: "unauthorized", message: "invalid API key" } } });
+    // The operator's token is no account's key, and says so.
+    expect(await error(await api("/api/runs", { key: ADMIN_TOKEN }))).toMatchObject({
+      status: 403,
+      body: { error: { code: "forbidden", message: "ADMIN_TOKEN belongs to no account: runs, keys and webhooks need an account's API key" } },
+    });
   });
 
   it("says which field of a bad run request is wrong, and starts nothing", async () => {
@@ -44,6 +49,12 @@ describe("the runs API", () => {
     expect((await error(notJsonType)).status).toBe(415);
     const huge = await api("/api/runs", { method: "POST", json: { prompt: "x".repeat(1_100_000) } });
     expect(await error(huge)).toMatchObject({ status: 413, body: { error: { code: "body_too_large" } } });
+    // The default agent, claude-code, on a service with no Anthropic credential: refused at once, not
+    // failed minutes later in a sandbox.
+    expect(env.ANTHROPIC_API_KEY ?? env.CLAUDE_CODE_OAUTH_TOKEN).toBeUndefined();
+    const noCredential = await error(await api("/api/runs", { method: "POST", json: { prompt: "x" } }));
+    expect(noCredential).toMatchObject({ status: 422, body: { error: { code: "agent_unavailable" } } });
+    expect(noCredential.body.error.message).toContain('needs ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN set on this service');
     const after = await env.DB.prepare("SELECT count(*) AS n FROM runs").first<{ n: number }>();
     expect(after?.n).toBe(before?.n);
   });
