@@ -51,6 +51,7 @@ export const requireScope = (scope: Scope) =>
   createMiddleware<AppEnv>(async (c, next) => {
     const scopes = c.get("scopes");
     if (!scopes.includes(scope) && !scopes.includes("admin")) {
+      if (c.get("operator")) throw new ApiError(403, "forbidden", "ADMIN_TOKEN belongs to no account: runs, keys and webhooks need an account's API key");
       throw new ApiError(403, "forbidden", `this API key lacks the ${scope} scope`);
     }
     await next();

@@ -30,7 +30,9 @@ const PAGE_HEADERS = {
 
 function expired(c: Context) {
   const accept = c.req.header("accept") ?? "";
-  const wantsJson = c.req.method !== "GET" || (accept.includes("application/json") && !accept.includes("text/html"));
+  // A script's requests (run.json, the event stream, the socket) get JSON; a browser's page gets HTML.
+  const forScripts = /\/(run\.json|events|live)$/.test(c.req.path);
+  const wantsJson = c.req.method !== "GET" || forScripts || (accept.includes("application/json") && !accept.includes("text/html"));
   if (wantsJson) return c.json({ error: { code: "link_expired", message: "this share link has expired or was revoked" } }, 404, PAGE_HEADERS);
   return c.html(html`<!doctype html>${<ExpiredPage />}`, 404, PAGE_HEADERS);
 }

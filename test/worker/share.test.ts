@@ -67,6 +67,13 @@ describe("share links", () => {
     const post = await api(`${pagePath(link.url)}/cancel`, { method: "POST", json: {}, key: null });
     expect(post.status).toBe(404);
     expect(((await post.json()) as { error: { code: string } }).error.code).toBe("link_expired");
+    // A script's GETs (run.json, the event stream) get JSON, whatever they accept; the page gets HTML.
+    for (const path of ["run.json", "events"]) {
+      const res = await api(`${pagePath(link.url)}/${path}`, { key: null, headers: { accept: "*/*" } });
+      expect(res.status).toBe(404);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("link_expired");
+    }
+    expect((await api(pagePath(link.url), { key: null, headers: { accept: "text/html" } })).headers.get("content-type")).toContain("text/html");
     expect((await waitForRun(runId, settled)).status).toBe("succeeded");
   });
 
