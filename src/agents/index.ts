@@ -30,8 +30,6 @@ export interface AgentDefinition {
    * gateway URL and no credential at all; otherwise the OAuth token (which the agent's code can read).
    */
   agentEnv(env: Env, gateway: string | null): Record<string, string>;
-  /** Why this service cannot run the agent (a credential it needs is not set), or null when it can. */
-  unavailable(env: Env): string | null;
 }
 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -76,10 +74,6 @@ claude --version || { echo "claude is not on PATH after npm install"; exit 1; }
           ...(env.ANTHROPIC_BASE_URL ? { ANTHROPIC_BASE_URL: env.ANTHROPIC_BASE_URL } : {}),
           ...(env.CLAUDE_CODE_OAUTH_TOKEN ? { CLAUDE_CODE_OAUTH_TOKEN: env.CLAUDE_CODE_OAUTH_TOKEN } : {}),
         },
-  unavailable: (env) =>
-    env.ANTHROPIC_API_KEY || env.CLAUDE_CODE_OAUTH_TOKEN
-      ? null
-      : 'agent "claude-code" needs ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN set on this service, and neither is; send "agent": "demo" to try multishot without one',
 };
 
 const demo: AgentDefinition = {
@@ -96,7 +90,6 @@ install -m 755 "${MS_DIR}/demo-agent.mjs" "${MS_DIR}/bin/multishot-demo-agent"
   sandboxEnv: () => ({}),
   // The demo agent makes model calls only when its prompt asks ([llm:n]), through the gateway.
   agentEnv: (_env, gateway): Record<string, string> => (gateway ? { ANTHROPIC_BASE_URL: gateway, ANTHROPIC_API_KEY: GATEWAY_PLACEHOLDER_KEY } : {}),
-  unavailable: () => null,
 };
 
 /** What agents send as their API key in API-key mode: not a secret; the gateway URL is the credential. */

@@ -6,7 +6,7 @@ import { db, runOwner, storedWinner } from "../db/queries.ts";
 import type { Outcome } from "../durable/run-coordinator.ts";
 import type { RunView } from "../durable/view.ts";
 import type { Env } from "../env.ts";
-import { AGENTS } from "../agents/index.ts";
+import { agentUnavailable } from "../agents/requirements.ts";
 import { ApiError } from "../errors.ts";
 import { nextRoundAttempts, withinAccountLimits } from "../limits.ts";
 import type { RoundRequest, RunRequest } from "../run-request.ts";
@@ -16,7 +16,7 @@ export async function startRun(env: Env, input: { id: string; accountId: string;
   // A start that repeats (a retried Slack command, a redelivered hook) adds nothing: no limit applies.
   if ((await runOwner(db(env.DB), id)) !== null) return begin(env, input);
   // Refused before any sandbox is made: otherwise the agent would fail minutes later, not logged in.
-  const unavailable = AGENTS[request.agent].unavailable(env);
+  const unavailable = agentUnavailable(env, request.agent);
   if (unavailable) throw new ApiError(422, "agent_unavailable", unavailable);
   return withinAccountLimits(env, { accountId, runId: id, attempts: request.attempts, newRun: true }, () => begin(env, input), () => 1);
 }
