@@ -21,29 +21,35 @@ export interface AccountUsage {
   oldestRunInHourAt: number | null;
 }
 
+/**
+ * The counts both the check and the usage view read, written once. Parameters: ?1 the account, ?2 the
+ * oldest live reservation's time, ?3 an hour ago. A reserved start's run counts by its reservation only,
+ * never twice while its object has mirrored it and has not given the reservation back yet.
+ */
+const COUNT = {
+  concurrentLimit: "coalesce((SELECT max_concurrent_attempts FROM accounts WHERE id = ?1), 8)",
+  runsPerHourLimit: "coalesce((SELECT runs_per_hour FROM accounts WHERE id = ?1), 60)",
+  activeAttempts: `(SELECT count(*) FROM attempts a JOIN runs r ON r.id = a.run_id
+      WHERE r.account_id = ?1 AND a.status NOT IN ('done', 'failed', 'cancelled')
+        AND a.run_id NOT IN (SELECT run_id FROM limit_reservations WHERE account_id = ?1 AND created_at > ?2))
+    + (SELECT coalesce(sum(attempts), 0) FROM limit_reservations WHERE account_id = ?1 AND created_at > ?2)`,
+  runsLastHour: `(SELECT count(*) FROM runs WHERE account_id = ?1 AND created_at > ?3
+        AND id NOT IN (SELECT run_id FROM limit_reservations WHERE account_id = ?1 AND new_run = 1 AND created_at > ?2))
+    + (SELECT count(*) FROM limit_reservations WHERE account_id = ?1 AND new_run = 1 AND created_at > ?2)`,
+};
+
 export async function accountUsage(env: Env, accountId: string, now = Date.now()): Promise<AccountUsage> {
-  // As withinAccountLimits counts: a reserved start's run counts by its reservation only, never twice
-  // while its object has mirrored it and has not given the reservation back yet.
   const row = await env.DB.prepare(
-    `SELECT
-       (SELECT max_concurrent_attempts FROM accounts WHERE id = ?1) AS c,
-       (SELECT runs_per_hour FROM accounts WHERE id = ?1) AS h,
-       (SELECT count(*) FROM attempts a JOIN runs r ON r.id = a.run_id
-         WHERE r.account_id = ?1 AND a.status NOT IN ('done', 'failed', 'cancelled')
-           AND a.run_id NOT IN (SELECT run_id FROM limit_reservations WHERE account_id = ?1 AND created_at > ?2)) AS active,
-       (SELECT coalesce(sum(attempts), 0) FROM limit_reservations WHERE account_id = ?1 AND created_at > ?2) AS reservedAttempts,
-       (SELECT count(*) FROM runs WHERE account_id = ?1 AND created_at > ?3
-           AND id NOT IN (SELECT run_id FROM limit_reservations WHERE account_id = ?1 AND new_run = 1 AND created_at > ?2)) AS recent,
-       (SELECT count(*) FROM limit_reservations WHERE account_id = ?1 AND new_run = 1 AND created_at > ?2) AS reservedRuns,
-       (SELECT min(created_at) FROM runs WHERE account_id = ?1 AND created_at > ?3) AS oldest`,
+    `SELECT ${COUNT.concurrentLimit} AS c, ${COUNT.runsPerHourLimit} AS h, ${COUNT.activeAttempts} AS active,
+       ${COUNT.runsLastHour} AS recent, (SELECT min(created_at) FROM runs WHERE account_id = ?1 AND created_at > ?3) AS oldest`,
   )
     .bind(accountId, now - RESERVATION_TTL_MS, now - HOUR_MS)
-    .first<{ c: number | null; h: number | null; active: number; reservedAttempts: number; recent: number; reservedRuns: number; oldest: number | null }>();
+    .first<{ c: number; h: number; active: number; recent: number; oldest: number | null }>();
   return {
-    limits: { concurrentAttempts: row?.c ?? 8, runsPerHour: row?.h ?? 60 },
-    activeAttempts: Number(row?.active ?? 0) + Number(row?.reservedAttempts ?? 0),
-    runsLastHour: Number(row?.recent ?? 0) + Number(row?.reservedRuns ?? 0),
-    oldestRunInHourAt: row?.oldest ?? null,
+    limits: { concurrentAttempts: Number(row!.c), runsPerHour: Number(row!.h) },
+    activeAttempts: Number(row!.active),
+    runsLastHour: Number(row!.recent),
+    oldestRunInHourAt: row!.oldest ?? null,
   };
 }
 
@@ -64,19 +70,11 @@ export async function withinAccountLimits<T>(
   const live = now - RESERVATION_TTL_MS;
   const reserved = await env.DB.prepare(
     `INSERT INTO limit_reservations (id, account_id, run_id, attempts, new_run, created_at)
-     SELECT ?1, ?2, ?3, ?4, ?5, ?6
-     WHERE (SELECT count(*) FROM attempts a JOIN runs r ON r.id = a.run_id
-             WHERE r.account_id = ?2 AND a.status NOT IN ('done', 'failed', 'cancelled')
-               AND a.run_id NOT IN (SELECT run_id FROM limit_reservations WHERE account_id = ?2 AND created_at > ?7))
-         + (SELECT coalesce(sum(attempts), 0) FROM limit_reservations WHERE account_id = ?2 AND created_at > ?7)
-         + ?4 <= coalesce((SELECT max_concurrent_attempts FROM accounts WHERE id = ?2), 8)
-       AND (?5 = 0 OR
-             (SELECT count(*) FROM runs WHERE account_id = ?2 AND created_at > ?8
-               AND id NOT IN (SELECT run_id FROM limit_reservations WHERE account_id = ?2 AND new_run = 1 AND created_at > ?7))
-           + (SELECT count(*) FROM limit_reservations WHERE account_id = ?2 AND new_run = 1 AND created_at > ?7)
-           < coalesce((SELECT runs_per_hour FROM accounts WHERE id = ?2), 60))`,
+     SELECT ?4, ?1, ?5, ?6, ?7, ?8
+     WHERE ${COUNT.activeAttempts} + ?6 <= ${COUNT.concurrentLimit}
+       AND (?7 = 0 OR ${COUNT.runsLastHour} < ${COUNT.runsPerHourLimit})`,
   )
-    .bind(id, accountId, runId, count, newRun ? 1 : 0, now, live, now - HOUR_MS)
+    .bind(accountId, live, now - HOUR_MS, id, runId, count, newRun ? 1 : 0, now)
     .run();
   if (reserved.meta.changes !== 1) {
     await refuse(env, accountId, count, newRun);
