@@ -199,9 +199,16 @@ describe("the run page", () => {
 
     // Stacked panes, nothing wider than the screen.
     expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(400);
-    const boxes = await page.locator("#round-1 .pane").evaluateAll((ps) => ps.map((p) => p.getBoundingClientRect().toJSON()));
-    expect(boxes[0].x).toBe(boxes[1].x);
-    expect(boxes[1].y).toBeGreaterThan(boxes[0].y);
+    // Measured until the live script has settled the reloaded page (under load it can still be
+    // replacing panes from the socket's first view when the load event fires).
+    const stacking = () =>
+      page.locator("#round-1 .pane").evaluateAll((ps) => ps.map((p) => p.getBoundingClientRect().toJSON() as { x: number; y: number; height: number }));
+    await expect
+      .poll(async () => {
+        const boxes = await stacking();
+        return boxes.length === 2 && boxes[0]!.height > 0 && boxes[0]!.x === boxes[1]!.x && boxes[1]!.y > boxes[0]!.y ? "stacked" : JSON.stringify(boxes);
+      }, { timeout: 15_000 })
+      .toBe("stacked");
     await page.screenshot({ path: join(SHOTS, "run-page-400px.png"), fullPage: false });
     expect((page as Page & { errors: string[] }).errors).toEqual([]);
     await page.close();

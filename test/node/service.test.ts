@@ -49,8 +49,10 @@ describe("npm start", () => {
     const { events } = (await (await service.api(`/api/runs/${id}/events`)).json()) as { events: { type: string }[] };
     expect(events.filter((e) => e.type === "agent.result")).toHaveLength(4);
     expect(events.filter((e) => e.type === "agent.tool")).toHaveLength(12);
-    // Each attempt ran four jobs; every exit was reported by its runner, none had to be found by polling.
-    expect(events.filter((e) => e.type === "job.exit_polled")).toEqual([]);
+    // Each attempt ran four jobs, and the runners' reports carried their exits. A job's early polls (1,
+    // 2, 4, 8 s after its start) can win a race with a report still in flight on a loaded machine, so
+    // one or two may be found by a poll; with the reports lost, all 16 are.
+    expect(events.filter((e) => e.type === "job.exit_polled").length).toBeLessThanOrEqual(2);
 
     // Cancelling the run gives back every sandbox.
     await service.api(`/api/runs/${id}/cancel`, { method: "POST" });
