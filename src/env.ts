@@ -1,14 +1,13 @@
-// The Worker's bindings and configuration, as wrangler.toml and `wrangler secret put` provide them.
-// Every variable here is listed in the README's configuration table.
-import type { RunCoordinator } from "./durable/run-coordinator.ts";
+// The Worker's bindings and configuration. The bindings and wrangler.toml's [vars] are generated from
+// wrangler.toml into worker-configuration.d.ts (`npm run types`; a test fails when it is stale), so this
+// file imports nothing of the Worker's own; beside them, the secrets (`wrangler secret put`) and the
+// optional tuning variables. Every variable here is listed in the README's configuration table.
 
-export interface Env {
-  DB: D1Database;
-  ARTIFACTS: R2Bucket;
-  RUN_COORDINATOR: DurableObjectNamespace<RunCoordinator>;
-
-  /** Daytona control plane, e.g. https://app.daytona.io/api or the local sandbox server's /api. */
-  DAYTONA_API_URL: string;
+/**
+ * From wrangler.toml: DB, ARTIFACTS, RUN_COORDINATOR; DAYTONA_API_URL (the Daytona control plane, e.g.
+ * https://app.daytona.io/api or the local sandbox server's /api) and PUBLIC_URL.
+ */
+export interface Env extends WorkerBindings {
   /** Secret. Daytona API key; absent in local mode (the local sandbox server accepts any key). */
   DAYTONA_API_KEY?: string;
   /** Secret. Alternative to DAYTONA_API_KEY, together with DAYTONA_ORGANIZATION_ID. */
@@ -19,8 +18,6 @@ export interface Env {
   /** Snapshot (or image) sandboxes are created from when a run names none. */
   DAYTONA_SNAPSHOT?: string;
 
-  /** Where sandboxes reach this Worker (ingest reports). */
-  PUBLIC_URL: string;
   /** Secret. Signs per-attempt ingest URLs. */
   MULTISHOT_SIGNING_SECRET?: string;
   /** Secret. The operator's token: creates accounts (POST /api/accounts), sets their limits, reads /api/admin/stats. */

@@ -4,6 +4,8 @@
 // way: each start reserves its attempts in one conditional INSERT (D1 runs one statement at a time, so
 // the check and the reservation are one step), and gives the reservation back once its run's object
 // has mirrored them. Two starts racing each other can never pass a limit together.
+import { db } from "./db/client.ts";
+import { mirroredAttempts, releaseReservations, reserve, usageCounts } from "./db/limit-queries.ts";
 import type { Env } from "./env.ts";
 import { ApiError } from "./errors.ts";
 
@@ -21,35 +23,13 @@ export interface AccountUsage {
   oldestRunInHourAt: number | null;
 }
 
-/**
- * The counts both the check and the usage view read, written once. Parameters: ?1 the account, ?2 the
- * oldest live reservation's time, ?3 an hour ago. A reserved start's run counts by its reservation only,
- * never twice while its object has mirrored it and has not given the reservation back yet.
- */
-const COUNT = {
-  concurrentLimit: "coalesce((SELECT max_concurrent_attempts FROM accounts WHERE id = ?1), 8)",
-  runsPerHourLimit: "coalesce((SELECT runs_per_hour FROM accounts WHERE id = ?1), 60)",
-  activeAttempts: `(SELECT count(*) FROM attempts a JOIN runs r ON r.id = a.run_id
-      WHERE r.account_id = ?1 AND a.status NOT IN ('done', 'failed', 'cancelled')
-        AND a.run_id NOT IN (SELECT run_id FROM limit_reservations WHERE account_id = ?1 AND created_at > ?2))
-    + (SELECT coalesce(sum(attempts), 0) FROM limit_reservations WHERE account_id = ?1 AND created_at > ?2)`,
-  runsLastHour: `(SELECT count(*) FROM runs WHERE account_id = ?1 AND created_at > ?3
-        AND id NOT IN (SELECT run_id FROM limit_reservations WHERE account_id = ?1 AND new_run = 1 AND created_at > ?2))
-    + (SELECT count(*) FROM limit_reservations WHERE account_id = ?1 AND new_run = 1 AND created_at > ?2)`,
-};
-
 export async function accountUsage(env: Env, accountId: string, now = Date.now()): Promise<AccountUsage> {
-  const row = await env.DB.prepare(
-    `SELECT ${COUNT.concurrentLimit} AS c, ${COUNT.runsPerHourLimit} AS h, ${COUNT.activeAttempts} AS active,
-       ${COUNT.runsLastHour} AS recent, (SELECT min(created_at) FROM runs WHERE account_id = ?1 AND created_at > ?3) AS oldest`,
-  )
-    .bind(accountId, now - RESERVATION_TTL_MS, now - HOUR_MS)
-    .first<{ c: number; h: number; active: number; recent: number; oldest: number | null }>();
+  const u = await usageCounts(db(env.DB), { accountId, liveSince: now - RESERVATION_TTL_MS, hourAgo: now - HOUR_MS });
   return {
-    limits: { concurrentAttempts: Number(row!.c), runsPerHour: Number(row!.h) },
-    activeAttempts: Number(row!.active),
-    runsLastHour: Number(row!.recent),
-    oldestRunInHourAt: row!.oldest ?? null,
+    limits: { concurrentAttempts: u.concurrentLimit, runsPerHour: u.runsPerHourLimit },
+    activeAttempts: u.activeAttempts,
+    runsLastHour: u.runsLastHour,
+    oldestRunInHourAt: u.oldestRunInHour,
   };
 }
 
@@ -68,15 +48,9 @@ export async function withinAccountLimits<T>(
   const id = crypto.randomUUID();
   const { accountId, runId, attempts: count, newRun } = input;
   const live = now - RESERVATION_TTL_MS;
-  const reserved = await env.DB.prepare(
-    `INSERT INTO limit_reservations (id, account_id, run_id, attempts, new_run, created_at)
-     SELECT ?4, ?1, ?5, ?6, ?7, ?8
-     WHERE ${COUNT.activeAttempts} + ?6 <= ${COUNT.concurrentLimit}
-       AND (?7 = 0 OR ${COUNT.runsLastHour} < ${COUNT.runsPerHourLimit})`,
-  )
-    .bind(accountId, live, now - HOUR_MS, id, runId, count, newRun ? 1 : 0, now)
-    .run();
-  if (reserved.meta.changes !== 1) {
+  const d = db(env.DB);
+  const reserved = await reserve(d, { accountId, liveSince: live, hourAgo: now - HOUR_MS }, { id, runId, attempts: count, newRun, now });
+  if (!reserved) {
     await refuse(env, accountId, count, newRun);
     throw new ApiError(429, "too_many_attempts", "this account's limits are reached; try again shortly", { retryAfter: CONCURRENCY_RETRY_SECONDS });
   }
@@ -87,15 +61,14 @@ export async function withinAccountLimits<T>(
     if (round !== null) {
       // The object mirrors its new attempts to D1 before it answers, but a D1 error there is retried
       // later: until they are in D1 the reservation is what counts them (at most RESERVATION_TTL_MS).
-      const mirrored = await env.DB.prepare("SELECT count(*) AS n FROM attempts WHERE run_id = ? AND round = ?").bind(runId, round).first<{ n: number }>();
-      keep = Number(mirrored?.n ?? 0) < count;
+      keep = (await mirroredAttempts(d, runId, round)) < count;
     }
     return result;
   } finally {
     // The reservation has done its work (or nothing started). Old ones (a start that died half-way)
     // go too. A failure here changes no answer: the start happened, and the TTL ends the row anyway.
     try {
-      await env.DB.prepare("DELETE FROM limit_reservations WHERE (id = ? AND ?) OR created_at <= ?").bind(id, keep ? 0 : 1, live).run();
+      await releaseReservations(d, id, keep, live);
     } catch (err) {
       console.error("giving back a limit reservation failed; it lapses by itself", err instanceof Error ? err.message : err);
     }

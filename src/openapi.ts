@@ -4,7 +4,7 @@
 // route table against this list, both ways, and calls every operation without and with its documented
 // scope; test/node/openapi.test.ts validates the document as OpenAPI 3.1.
 import { z } from "zod";
-import type { RunStatus } from "./db/schema.ts";
+import { RUN_STATUSES } from "./vocabulary.ts";
 import type { Scope } from "./keys.ts";
 import { accountCreateSchema, accountUpdateSchema, keyRequestSchema } from "./routes/keys.ts";
 import { shareRequestSchema } from "./routes/share.ts";
@@ -65,7 +65,6 @@ const json = (description: string, schema: JsonSchema): Answer => ({ description
 const media = (description: string, type: string): Answer => ({ description, media: type });
 const runView = (description = "the run (RunView)") => json(description, ref("RunView"));
 
-const RUN_STATUSES = Object.keys({ running: 0, succeeded: 0, failed: 0, cancelled: 0 } satisfies Record<RunStatus, 0>);
 
 // ---------------------------------------------------------------- query and header parameters
 

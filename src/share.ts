@@ -3,7 +3,8 @@
 // A view link shows the run; a control link also lets its holder pick winners, start rounds and cancel.
 import { and, desc, eq } from "drizzle-orm";
 import { base64url, randomId, sha256Hex } from "./crypto.ts";
-import { db } from "./db/queries.ts";
+
+import { db } from "./db/client.ts";
 import { runs, shareLinks, type ShareScope } from "./db/schema.ts";
 import type { Env } from "./env.ts";
 

@@ -4,7 +4,8 @@
 // reads the counters. A delete counts only once the sandbox is verifiably gone; one that errors is simply
 // tried again by the next sweep.
 import { and, eq, sql } from "drizzle-orm";
-import { db } from "./db/queries.ts";
+
+import { db } from "./db/client.ts";
 import { attempts, rounds, runs, sweeps } from "./db/schema.ts";
 import type { Env } from "./env.ts";
 import { DEFAULT_ATTEMPT_MINUTES } from "./run-request.ts";

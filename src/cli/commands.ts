@@ -11,6 +11,7 @@ import { RoundProgress, summaryLines, winnerLine } from "./progress.ts";
 import { readLine, readSecret, readStdin } from "./prompt.ts";
 import { LiveBlock, progressBar } from "./screen.ts";
 import { waitForWinner, watchRound } from "./watch.ts";
+import { RUN_STATUSES } from "../vocabulary.ts";
 
 export interface OptionSpec {
   type: "string" | "boolean";
@@ -342,8 +343,8 @@ const list: Command = {
   },
   async run(ctx, o) {
     const statusFilter = str(o, "status");
-    if (statusFilter && !["running", "succeeded", "failed", "cancelled"].includes(statusFilter)) {
-      throw usageError("--status must be running, succeeded, failed or cancelled");
+    if (statusFilter && !(RUN_STATUSES as readonly string[]).includes(statusFilter)) {
+      throw usageError(`--status must be ${RUN_STATUSES.slice(0, -1).join(", ")} or ${RUN_STATUSES.at(-1)}`);
     }
     const limit = intArg(o.limit, "--limit", 1, 100);
     const page = await ctx.api.listRuns({ limit, status: statusFilter, cursor: str(o, "cursor") });

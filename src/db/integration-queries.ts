@@ -1,7 +1,7 @@
 // D1 reads and writes for webhooks and Slack (schema: the tables after "Webhooks and Slack" in
 // ./schema.ts). Query-builder style on a plain drizzle instance.
 import { and, desc, eq, gt, isNull, lt, or, sql } from "drizzle-orm";
-import { drizzle } from "drizzle-orm/d1";
+import type { Db } from "./client.ts";
 import {
   slackLinkCodes,
   slackLinks,
@@ -13,15 +13,13 @@ import {
   type WebhookKind,
 } from "./schema.ts";
 
-export type IDb = ReturnType<typeof idb>;
-export const idb = (d1: D1Database) => drizzle(d1);
 
 // ---------------------------------------------------------------- webhook endpoints
 
 export type EndpointRow = typeof webhookEndpoints.$inferSelect;
 
 export async function insertEndpoint(
-  d: IDb,
+  d: Db,
   row: { id: string; accountId: string; kind: WebhookKind; name: string; template: unknown; url: string | null; events: string[] | null; requestHash: string | null },
 ): Promise<boolean> {
   const inserted = await d.insert(webhookEndpoints).values(row).onConflictDoNothing().returning({ id: webhookEndpoints.id }).get();
@@ -29,7 +27,7 @@ export async function insertEndpoint(
 }
 
 /** An endpoint that has not been deleted. */
-export async function liveEndpoint(d: IDb, id: string): Promise<EndpointRow | undefined> {
+export async function liveEndpoint(d: Db, id: string): Promise<EndpointRow | undefined> {
   return d
     .select()
     .from(webhookEndpoints)
@@ -38,11 +36,11 @@ export async function liveEndpoint(d: IDb, id: string): Promise<EndpointRow | un
 }
 
 /** Any endpoint by id, deleted or not (an Idempotency-Key replay looks for the one it made). */
-export async function endpointById(d: IDb, id: string): Promise<EndpointRow | undefined> {
+export async function endpointById(d: Db, id: string): Promise<EndpointRow | undefined> {
   return d.select().from(webhookEndpoints).where(eq(webhookEndpoints.id, id)).get();
 }
 
-export async function listEndpoints(d: IDb, accountId: string): Promise<EndpointRow[]> {
+export async function listEndpoints(d: Db, accountId: string): Promise<EndpointRow[]> {
   return d
     .select()
     .from(webhookEndpoints)
@@ -52,7 +50,7 @@ export async function listEndpoints(d: IDb, accountId: string): Promise<Endpoint
 }
 
 /** The account's outbound endpoints, for the run's outbox to fan an event out to. */
-export async function outboundEndpoints(d: IDb, accountId: string) {
+export async function outboundEndpoints(d: Db, accountId: string) {
   return d
     .select({ id: webhookEndpoints.id, events: webhookEndpoints.events })
     .from(webhookEndpoints)
@@ -60,7 +58,7 @@ export async function outboundEndpoints(d: IDb, accountId: string) {
     .all();
 }
 
-export async function deleteEndpoint(d: IDb, accountId: string, id: string, now: number): Promise<boolean> {
+export async function deleteEndpoint(d: Db, accountId: string, id: string, now: number): Promise<boolean> {
   const row = await d
     .update(webhookEndpoints)
     .set({ deletedAt: now })
@@ -71,7 +69,7 @@ export async function deleteEndpoint(d: IDb, accountId: string, id: string, now:
 }
 
 /** Bumps the secret's version (the old secret stops working); the new version, or null when there is no such endpoint. */
-export async function rotateEndpointSecret(d: IDb, accountId: string, id: string): Promise<number | null> {
+export async function rotateEndpointSecret(d: Db, accountId: string, id: string): Promise<number | null> {
   const row = await d
     .update(webhookEndpoints)
     .set({ secretVersion: sql`${webhookEndpoints.secretVersion} + 1` })
@@ -87,14 +85,14 @@ export type ReceiptRow = typeof webhookReceipts.$inferSelect;
 
 /** Records a delivery the first time it is seen; false when it was seen before. */
 export async function claimReceipt(
-  d: IDb,
+  d: Db,
   r: { endpointId: string; deliveryId: string; outcome: "started" | "ignored"; runId: string | null; reason: string | null },
 ): Promise<boolean> {
   const row = await d.insert(webhookReceipts).values(r).onConflictDoNothing().returning({ id: webhookReceipts.deliveryId }).get();
   return Boolean(row);
 }
 
-export async function receipt(d: IDb, endpointId: string, deliveryId: string): Promise<ReceiptRow | undefined> {
+export async function receipt(d: Db, endpointId: string, deliveryId: string): Promise<ReceiptRow | undefined> {
   return d
     .select()
     .from(webhookReceipts)
@@ -102,7 +100,7 @@ export async function receipt(d: IDb, endpointId: string, deliveryId: string): P
     .get();
 }
 
-export async function listReceipts(d: IDb, endpointId: string, limit: number, before?: { createdAt: number; id: string }) {
+export async function listReceipts(d: Db, endpointId: string, limit: number, before?: { createdAt: number; id: string }) {
   const conditions = [eq(webhookReceipts.endpointId, endpointId)];
   if (before) {
     conditions.push(
@@ -140,7 +138,7 @@ export interface DeliveryRecord {
 }
 
 /** Writes deliveries as the run's outbox has them (upserts, so writing one again is harmless). */
-export async function saveDeliveries(d: IDb, rows: DeliveryRecord[]): Promise<void> {
+export async function saveDeliveries(d: Db, rows: DeliveryRecord[]): Promise<void> {
   const statements = rows.map((r) =>
     d
       .insert(webhookDeliveries)
@@ -161,7 +159,7 @@ export async function saveDeliveries(d: IDb, rows: DeliveryRecord[]): Promise<vo
   if (first) await d.batch([first, ...rest]);
 }
 
-export async function listDeliveries(d: IDb, endpointId: string, limit: number, before?: { createdAt: number; id: string }) {
+export async function listDeliveries(d: Db, endpointId: string, limit: number, before?: { createdAt: number; id: string }) {
   const conditions = [eq(webhookDeliveries.endpointId, endpointId)];
   if (before) {
     conditions.push(
@@ -177,7 +175,7 @@ export async function listDeliveries(d: IDb, endpointId: string, limit: number, 
     .all();
 }
 
-export async function delivery(d: IDb, endpointId: string, id: string): Promise<DeliveryRow | undefined> {
+export async function delivery(d: Db, endpointId: string, id: string): Promise<DeliveryRow | undefined> {
   return d
     .select()
     .from(webhookDeliveries)
@@ -186,7 +184,7 @@ export async function delivery(d: IDb, endpointId: string, id: string): Promise<
 }
 
 /** A manual redelivery's try: counted, and its outcome recorded (a success marks the delivery delivered). */
-export async function recordRedelivery(d: IDb, id: string, r: { ok: boolean; status: number | null; error: string | null; at: number }): Promise<void> {
+export async function recordRedelivery(d: Db, id: string, r: { ok: boolean; status: number | null; error: string | null; at: number }): Promise<void> {
   await d
     .update(webhookDeliveries)
     .set({
@@ -201,7 +199,7 @@ export async function recordRedelivery(d: IDb, id: string, r: { ok: boolean; sta
 // ---------------------------------------------------------------- Slack
 
 /** The account a Slack user's requests belong to: the user's own link first, then their workspace's. */
-export async function slackAccount(d: IDb, teamId: string, userId: string): Promise<string | null> {
+export async function slackAccount(d: Db, teamId: string, userId: string): Promise<string | null> {
   const rows = await d
     .select({ accountId: slackLinks.accountId, userId: slackLinks.userId })
     .from(slackLinks)
@@ -210,12 +208,12 @@ export async function slackAccount(d: IDb, teamId: string, userId: string): Prom
   return (rows.find((r) => r.userId === userId) ?? rows.find((r) => r.userId === ""))?.accountId ?? null;
 }
 
-export async function insertLinkCode(d: IDb, row: { hash: string; accountId: string; scope: "team" | "user"; expiresAt: number }): Promise<void> {
+export async function insertLinkCode(d: Db, row: { hash: string; accountId: string; scope: "team" | "user"; expiresAt: number }): Promise<void> {
   await d.insert(slackLinkCodes).values(row);
 }
 
 /** Uses a link code once: its account and scope, or null when it is unknown, used or expired. */
-export async function redeemLinkCode(d: IDb, hash: string, now: number) {
+export async function redeemLinkCode(d: Db, hash: string, now: number) {
   return d
     .update(slackLinkCodes)
     .set({ usedAt: now })
@@ -228,7 +226,7 @@ export async function redeemLinkCode(d: IDb, hash: string, now: number) {
  * Links a workspace (userId "") or a user to an account. Refused ("taken") when that workspace or user
  * is linked to another account already; linking again to the same account is a no-op.
  */
-export async function linkSlack(d: IDb, link: { id: string; accountId: string; teamId: string; userId: string }): Promise<"linked" | "taken"> {
+export async function linkSlack(d: Db, link: { id: string; accountId: string; teamId: string; userId: string }): Promise<"linked" | "taken"> {
   await d.insert(slackLinks).values(link).onConflictDoNothing();
   const row = await d
     .select({ accountId: slackLinks.accountId })
@@ -238,7 +236,7 @@ export async function linkSlack(d: IDb, link: { id: string; accountId: string; t
   return row?.accountId === link.accountId ? "linked" : "taken";
 }
 
-export async function listSlackLinks(d: IDb, accountId: string) {
+export async function listSlackLinks(d: Db, accountId: string) {
   return d
     .select({ id: slackLinks.id, teamId: slackLinks.teamId, userId: slackLinks.userId, createdAt: slackLinks.createdAt })
     .from(slackLinks)
@@ -247,7 +245,7 @@ export async function listSlackLinks(d: IDb, accountId: string) {
     .all();
 }
 
-export async function deleteSlackLink(d: IDb, accountId: string, id: string): Promise<boolean> {
+export async function deleteSlackLink(d: Db, accountId: string, id: string): Promise<boolean> {
   const row = await d
     .delete(slackLinks)
     .where(and(eq(slackLinks.id, id), eq(slackLinks.accountId, accountId)))
@@ -259,15 +257,15 @@ export async function deleteSlackLink(d: IDb, accountId: string, id: string): Pr
 export type SlackRunRow = typeof slackRuns.$inferSelect;
 
 /** Records where a Slack-started run reports; false when the run was recorded before (a retried command). */
-export async function claimSlackRun(d: IDb, row: { runId: string; accountId: string; teamId: string; channelId: string; userId: string }): Promise<boolean> {
+export async function claimSlackRun(d: Db, row: { runId: string; accountId: string; teamId: string; channelId: string; userId: string }): Promise<boolean> {
   const inserted = await d.insert(slackRuns).values(row).onConflictDoNothing().returning({ runId: slackRuns.runId }).get();
   return Boolean(inserted);
 }
 
-export async function slackRun(d: IDb, runId: string): Promise<SlackRunRow | undefined> {
+export async function slackRun(d: Db, runId: string): Promise<SlackRunRow | undefined> {
   return d.select().from(slackRuns).where(eq(slackRuns.runId, runId)).get();
 }
 
-export async function setSlackRunShare(d: IDb, runId: string, sealed: string): Promise<void> {
+export async function setSlackRunShare(d: Db, runId: string, sealed: string): Promise<void> {
   await d.update(slackRuns).set({ shareUrlSealed: sealed }).where(eq(slackRuns.runId, runId));
 }

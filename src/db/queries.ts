@@ -1,11 +1,10 @@
 // Every D1 read and write multishot makes. Queries are typed from ./schema.ts.
 import { and, desc, eq, lt, or } from "drizzle-orm";
-import { drizzle } from "drizzle-orm/d1";
 import type { AttemptState, RoundState, RunState } from "../durable/store.ts";
-import { accounts, apiKeys, attempts, idempotencyKeys, rounds, runs, type RunStatus } from "./schema.ts";
+import type { RunStatus } from "../vocabulary.ts";
+import { accounts, apiKeys, attempts, idempotencyKeys, rounds, runs } from "./schema.ts";
 
-export type Db = ReturnType<typeof db>;
-export const db = (d1: D1Database) => drizzle(d1, { schema: { accounts, apiKeys, runs, rounds, attempts, idempotencyKeys } });
+import type { Db } from "./client.ts";
 
 export const LOCAL_ACCOUNT_ID = "acct_local";
 

@@ -4,6 +4,7 @@
 // Migrations are generated from this file (`npm run db:generate`) and never edited by hand.
 import { sql } from "drizzle-orm";
 import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { ATTEMPT_STATUSES, ROUND_STATUSES, RUN_STATUSES, WINNER_STATUSES } from "../vocabulary.ts";
 
 const createdAt = () =>
   integer("created_at", { mode: "number" })
@@ -58,8 +59,6 @@ export const idempotencyKeys = sqliteTable(
   (t) => [primaryKey({ columns: [t.accountId, t.key] })],
 );
 
-export type RunStatus = "running" | "succeeded" | "failed" | "cancelled";
-
 export const runs = sqliteTable(
   "runs",
   {
@@ -67,7 +66,7 @@ export const runs = sqliteTable(
     accountId: text("account_id")
       .notNull()
       .references(() => accounts.id),
-    status: text("status").$type<RunStatus>().notNull(),
+    status: text("status", { enum: RUN_STATUSES }).notNull(),
     prompt: text("prompt").notNull(),
     agent: text("agent").notNull(),
     /** The validated run request (prompt aside), as JSON: attempts, model, variations, base, verify, limits. */
@@ -81,9 +80,6 @@ export const runs = sqliteTable(
   (t) => [index("runs_account_created").on(t.accountId, t.createdAt)],
 );
 
-export type RoundStatus = "running" | "finished" | "cancelled";
-export type WinnerStatus = "packing" | "stored" | "failed";
-
 export const rounds = sqliteTable(
   "rounds",
   {
@@ -92,12 +88,12 @@ export const rounds = sqliteTable(
       .references(() => runs.id),
     number: integer("number").notNull(),
     prompt: text("prompt").notNull(),
-    status: text("status").$type<RoundStatus>().notNull(),
+    status: text("status", { enum: ROUND_STATUSES }).notNull(),
     /** The round whose winner this round starts from; null for the first round. */
     fromRound: integer("from_round"),
     winnerAttempt: integer("winner_attempt"),
     /** packing -> stored, or failed (the pick can then be made again). */
-    winnerStatus: text("winner_status").$type<WinnerStatus>(),
+    winnerStatus: text("winner_status", { enum: WINNER_STATUSES }),
     winnerError: text("winner_error"),
     /** The winner's workspace tarball in R2: key, byte size and SHA-256 (hex), once stored. */
     tarballKey: text("tarball_key"),
@@ -109,17 +105,6 @@ export const rounds = sqliteTable(
   (t) => [primaryKey({ columns: [t.runId, t.number] })],
 );
 
-export type AttemptStatus =
-  | "queued"
-  | "creating_sandbox"
-  | "installing_agent"
-  | "seeding_workspace"
-  | "running_agent"
-  | "collecting_result"
-  | "done"
-  | "failed"
-  | "cancelled";
-
 export const attempts = sqliteTable(
   "attempts",
   {
@@ -129,7 +114,7 @@ export const attempts = sqliteTable(
     round: integer("round").notNull(),
     /** 1-based position of the attempt in its round. */
     number: integer("number").notNull(),
-    status: text("status").$type<AttemptStatus>().notNull(),
+    status: text("status", { enum: ATTEMPT_STATUSES }).notNull(),
     sandboxId: text("sandbox_id"),
     exitCode: integer("exit_code"),
     error: text("error"),

@@ -12,8 +12,9 @@ import { AGENTS, MS_DIR } from "../agents/index.ts";
 import runnerSource from "../agents/runner.agent.mjs";
 import jobRunnerSource from "../agents/run-job.agent.sh";
 import { parseAgentLine, type AgentEvent } from "../agents/stream-json.ts";
-import { db, mirrorRunState } from "../db/queries.ts";
-import type { AttemptStatus, RunStatus } from "../db/schema.ts";
+import { db } from "../db/client.ts";
+import { mirrorRunState } from "../db/queries.ts";
+import type { AttemptStatus, RunStatus } from "../vocabulary.ts";
 import type { Env } from "../env.ts";
 import { downloadUrl, ingestUrl, llmGatewayUrl, uploadUrl } from "../signed-urls.ts";
 import {
@@ -57,6 +58,8 @@ import { RunHooks } from "./hooks.ts";
 import { DEFAULT_PREVIEW_IDLE_MINUTES, Previews, type PreviewResult } from "./previews.ts";
 import { transcriptLine } from "./transcript.ts";
 import { toRunView, type RunView } from "./view.ts";
+import { refuse, type IngestReport, type Outcome, type StartRun } from "./contract.ts";
+import { attemptArtifactKey, tarballKey } from "../artifact-keys.ts";
 
 /** The session every job of an attempt runs in. */
 const SESSION = "multishot";
@@ -95,24 +98,6 @@ const JOB_OF: Partial<Record<AttemptStatus, JobName>> = {
   running_agent: "agent",
   collecting_result: "collect",
 };
-
-export interface StartRun {
-  id: string;
-  accountId: string;
-  request: RunRequest;
-  /** The stored winner named by `request.base: {run, round}`, looked up (and authorized) by the route. */
-  baseWinner?: { runId: string; round: number; attempt: number; sha256: string };
-}
-
-export interface IngestReport {
-  job: JobName;
-  try: number;
-  kind: "output" | "exit";
-  lines?: string[];
-  /** The number of the first of `lines` among the agent's non-empty stdout lines. */
-  first?: number;
-  exitCode?: number;
-}
 
 const attemptKey = (round: number, n: number) => `attempt:${round}:${n}`;
 const deadlineKey = (round: number, n: number) => `deadline:${round}:${n}`;
@@ -958,10 +943,9 @@ export class RunCoordinator extends DurableObject<Env> {
           }
         : null;
 
-    const prefix = `runs/${run.id}/rounds/${a.round}/attempts/${a.number}`;
     await Promise.all([
-      this.env.ARTIFACTS.put(`${prefix}/diff.patch`, this.redact(patch), { httpMetadata: { contentType: "text/x-diff" } }),
-      this.env.ARTIFACTS.put(`${prefix}/agent.log`, this.redact(log), { httpMetadata: { contentType: "application/x-ndjson" } }),
+      this.env.ARTIFACTS.put(attemptArtifactKey(run.id, a.round, a.number, "diff.patch"), this.redact(patch), { httpMetadata: { contentType: "text/x-diff" } }),
+      this.env.ARTIFACTS.put(attemptArtifactKey(run.id, a.round, a.number, "agent.log"), this.redact(log), { httpMetadata: { contentType: "application/x-ndjson" } }),
     ]);
 
     const summary = this.agentSummary(a);
@@ -1334,13 +1318,6 @@ export class RunCoordinator extends DurableObject<Env> {
     return run;
   }
 }
-
-/** A refusal a route turns into an HTTP error; RPC results carry it as data, not as a thrown error. */
-type RefusalStatus = 400 | 402 | 403 | 404 | 409 | 410;
-export type Outcome<T> = { ok: T } | { error: { status: RefusalStatus; code: string; message: string } };
-const refuse = (status: RefusalStatus, code: string, message: string) => ({ error: { status, code, message } }) as const;
-
-export const tarballKey = (runId: string, round: number) => `runs/${runId}/rounds/${round}/winner.tar.gz`;
 
 function newAttempt(round: number, number: number, now: number): AttemptState {
   return {

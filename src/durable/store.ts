@@ -1,7 +1,7 @@
 // The RunCoordinator's own SQLite storage: the live state of one run.
 // Durable Object storage writes are synchronous and transactional within one event, so a step that
 // records "create requested" before calling Daytona cannot lose that record to a crash after the call.
-import type { AttemptStatus, RoundStatus, RunStatus, WinnerStatus } from "../db/schema.ts";
+import type { AttemptStatus, RoundStatus, RunStatus, WinnerStatus } from "../vocabulary.ts";
 import type { LlmUsage } from "../agents/usage.ts";
 import type { PreviewConfig, RunRequest } from "../run-request.ts";
 

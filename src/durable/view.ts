@@ -1,7 +1,7 @@
 // The run as the API shows it. Built from the object's live state; holds nothing secret
 // (no sandbox env, no tokens, no signing material).
 import type { LlmUsage } from "../agents/usage.ts";
-import type { AttemptStatus, RoundStatus, RunStatus, WinnerStatus } from "../db/schema.ts";
+import type { AttemptStatus, RoundStatus, RunStatus, WinnerStatus } from "../vocabulary.ts";
 import type { AgentSummary, AttemptState, DiffStats, PreviewState, RoundState, RunState, VerifyResult } from "./store.ts";
 
 export interface AttemptView {

@@ -8,11 +8,10 @@
 //   run.finished      the run stopped running: succeeded, failed or cancelled (a next round starts it again)
 import type { RunEvent } from "../durable/store.ts";
 import type { RunView } from "../durable/view.ts";
+import { isAttemptEnded } from "../vocabulary.ts";
 
 export const OUTBOUND_EVENTS = ["run.created", "attempt.finished", "round.finished", "winner.selected", "run.finished"] as const;
 export type OutboundEvent = (typeof OUTBOUND_EVENTS)[number];
-
-const ENDED = new Set(["done", "failed", "cancelled"]);
 
 /** The outbound event a run event stands for, or null when endpoints do not hear of it. */
 export function outboundEvent(e: Pick<RunEvent, "type" | "data">): OutboundEvent | null {
@@ -23,7 +22,7 @@ export function outboundEvent(e: Pick<RunEvent, "type" | "data">): OutboundEvent
     case "winner.selected":
       return e.type;
     case "attempt.status":
-      return ENDED.has(String(data.to)) ? "attempt.finished" : null;
+      return isAttemptEnded(String(data.to)) ? "attempt.finished" : null;
     case "run.status":
       return data.status !== "running" ? "run.finished" : null;
     default:

@@ -8,7 +8,8 @@
 // delivery and, only once it is accepted (or given up on), the next; a failed try backs off. Every
 // delivery's state is mirrored to D1, which is the log the API reads.
 import { randomId } from "../crypto.ts";
-import { idb, liveEndpoint, outboundEndpoints, saveDeliveries, type DeliveryRecord } from "../db/integration-queries.ts";
+import { db } from "../db/client.ts";
+import { liveEndpoint, outboundEndpoints, saveDeliveries, type DeliveryRecord } from "../db/integration-queries.ts";
 import type { DeliveryStatus } from "../db/schema.ts";
 import type { HookHost } from "../durable/hooks.ts";
 import { retryPolicy } from "../durable/retry.ts";
@@ -112,7 +113,7 @@ export class WebhookOutbox {
     const run = this.host.run();
     const queued = sql.exec<Row>("SELECT seq, type, event FROM hook_outbox ORDER BY seq LIMIT 100").toArray();
     if (!run || queued.length === 0) return this.host.unschedule(FANOUT_KEY);
-    const endpoints = await outboundEndpoints(idb(this.host.env.DB), run.accountId);
+    const endpoints = await outboundEndpoints(db(this.host.env.DB), run.accountId);
     const view = await this.host.view();
 
     // From here to the reschedule nothing awaits: the deliveries appear and their events leave the
@@ -151,7 +152,7 @@ export class WebhookOutbox {
   private async sendQueue(endpointId: string): Promise<void> {
     const key = ENDPOINT_PREFIX + endpointId;
     const sql = this.host.sql;
-    const endpoint = await liveEndpoint(idb(this.host.env.DB), endpointId);
+    const endpoint = await liveEndpoint(db(this.host.env.DB), endpointId);
     if (!endpoint || endpoint.kind !== "outbound" || !endpoint.url) {
       // Deleted since: what it would have got is given up, and stays in its log.
       sql.exec(
@@ -234,7 +235,7 @@ export class WebhookOutbox {
       deliveredAt: d.deliveredAt,
     }));
     try {
-      await saveDeliveries(idb(this.host.env.DB), records);
+      await saveDeliveries(db(this.host.env.DB), records);
       for (const d of changed) sql.exec("UPDATE hook_deliveries SET mirrored_rev = ? WHERE id = ? AND mirrored_rev < ?", d.rev, d.id, d.rev);
       if (changed.length === 200) this.host.schedule(MIRROR_KEY, Date.now());
     } catch (err) {

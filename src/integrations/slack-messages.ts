@@ -1,6 +1,6 @@
 // What multishot says in Slack, as Block Kit: one message per round (updated as its attempts move),
 // the "Next round" modal, and the short ephemeral answers to commands. Pure functions of the run's view.
-import type { AttemptStatus } from "../db/schema.ts";
+import { isAttemptEnded, type AttemptStatus } from "../vocabulary.ts";
 import type { AttemptView, RoundView, RunView } from "../durable/view.ts";
 
 export type Block = Record<string, unknown>;
@@ -36,7 +36,6 @@ const STATUS: Record<AttemptStatus, string> = {
   failed: ":x: failed",
   cancelled: ":no_entry_sign: cancelled",
 };
-const ENDED = new Set<AttemptStatus>(["done", "failed", "cancelled"]);
 
 /** Slack's mrkdwn treats &, < and > as markup: text from people and agents is escaped. */
 export function escape(text: string): string {
@@ -63,7 +62,7 @@ function links(view: RunView, shareUrl: string | null) {
 
 export function roundMessage(view: RunView, round: RoundView, shareUrl: string | null): SlackMessage {
   const l = links(view, shareUrl);
-  const ended = round.attempts.filter((a) => ENDED.has(a.status)).length;
+  const ended = round.attempts.filter((a) => isAttemptEnded(a.status)).length;
   const newest = view.rounds[view.rounds.length - 1]?.number === round.number;
   const state = round.status === "running" ? `${ended} of ${round.attempts.length} attempts finished` : round.status;
   const blocks: Block[] = [

@@ -5,7 +5,8 @@
 // round, and posts or updates the messages whose text changed. Events only say "something changed"
 // (a generation counter) and wake the timer, at most once a second, which keeps within Slack's rate
 // limits however fast the attempts move.
-import { idb, slackRun } from "../db/integration-queries.ts";
+import { db } from "../db/client.ts";
+import { slackRun } from "../db/integration-queries.ts";
 import type { HookHost } from "../durable/hooks.ts";
 import type { RunEvent } from "../durable/store.ts";
 import { unseal } from "./derive.ts";
@@ -73,7 +74,7 @@ export class SlackProgress {
     const run = this.host.run();
     if (!run) return this.host.unschedule(KEY);
     if (!target) {
-      const row = await slackRun(idb(this.host.env.DB), run.id);
+      const row = await slackRun(db(this.host.env.DB), run.id);
       target = row ? { channelId: row.channelId, teamId: row.teamId, since: row.createdAt } : { off: "not started from Slack" };
       this.setTarget(target);
     }
@@ -137,7 +138,7 @@ export class SlackProgress {
 
   private async share(runId: string, since: number): Promise<string | null> {
     if (this.shareUrl || this.noShareUrl) return this.shareUrl;
-    const row = await slackRun(idb(this.host.env.DB), runId);
+    const row = await slackRun(db(this.host.env.DB), runId);
     if (row?.shareUrlSealed) this.shareUrl = await unseal(this.host.env, SHARE_SEAL_PURPOSE, runId, row.shareUrlSealed);
     else if (Date.now() - since >= SHARE_LINK_WAIT_MS) this.noShareUrl = true;
     return this.shareUrl;

@@ -7,6 +7,7 @@ import type { RunEvent } from "../durable/store.ts";
 import type { AttemptView, RoundView, RunView } from "../durable/view.ts";
 import type { ShareScope } from "../db/schema.ts";
 import { transcriptLine } from "../durable/transcript.ts";
+import { isAttemptEnded } from "../vocabulary.ts";
 
 export interface PageData {
   run: RunView;
@@ -31,7 +32,6 @@ const PHASE: Record<AttemptView["status"], string> = {
   failed: "failed",
   cancelled: "cancelled",
 };
-const ENDED = new Set(["done", "failed", "cancelled"]);
 
 const clip = (s: string, n: number) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
 const usd = (n: number) => `$${n.toFixed(n < 1 ? 4 : 2)}`;
@@ -80,7 +80,7 @@ const AttemptPane: FC<{ ctx: PageContext; round: RoundView; a: AttemptView; tx: 
 }) => {
   const isWinner = round.winner?.attempt === a.number;
   const started = a.timestamps.queued ?? a.timestamps.creating_sandbox;
-  const ended = ENDED.has(a.status) ? (a.timestamps[a.status] ?? a.updatedAt) : undefined;
+  const ended = isAttemptEnded(a.status) ? (a.timestamps[a.status] ?? a.updatedAt) : undefined;
   const entries = tx?.entries ?? [];
   const hidden = (tx?.total ?? 0) - entries.length;
   const path = `${ctx.base}/rounds/${round.number}/attempts/${a.number}`;

@@ -3,7 +3,8 @@
 //   GET /api/admin/runs/:id/stats    how often one run's Durable Object was woken (its cost meter).
 import { Hono } from "hono";
 import { sql } from "drizzle-orm";
-import { db, runOwner } from "../db/queries.ts";
+import { db } from "../db/client.ts";
+import { runOwner } from "../db/queries.ts";
 import { attempts, runs } from "../db/schema.ts";
 import { ApiError, notFound } from "../errors.ts";
 import { sweepStats } from "../sweep.ts";

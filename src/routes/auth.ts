@@ -4,7 +4,8 @@
 // stats; it is no account's key (it starts, reads and picks nothing).
 import { createMiddleware } from "hono/factory";
 import { sha256Hex, timingSafeEqualStrings } from "../crypto.ts";
-import { db, ensureLocalAccount, KEY_TOUCH_INTERVAL_MS, keysWithPrefix, touchKey } from "../db/queries.ts";
+import { db } from "../db/client.ts";
+import { ensureLocalAccount, KEY_TOUCH_INTERVAL_MS, keysWithPrefix, touchKey } from "../db/queries.ts";
 import { isLocalMode } from "../env.ts";
 import { ApiError } from "../errors.ts";
 import { SCOPES, keyPrefix, parseScopes, type Scope } from "../keys.ts";

@@ -3,7 +3,8 @@
 // key whose first request is still being answered gets 409. Server errors and 429s free the key for a retry.
 import { createMiddleware } from "hono/factory";
 import { sha256Hex } from "../crypto.ts";
-import { claimIdempotencyKey, db, idempotencyRecord, releaseIdempotencyKey, settleIdempotencyKey } from "../db/queries.ts";
+import { db } from "../db/client.ts";
+import { claimIdempotencyKey, idempotencyRecord, releaseIdempotencyKey, settleIdempotencyKey } from "../db/queries.ts";
 import { ApiError } from "../errors.ts";
 import type { AppEnv } from "./app-types.ts";
 

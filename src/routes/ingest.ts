@@ -4,11 +4,12 @@ import { Hono } from "hono";
 import { z } from "zod";
 import { ApiError } from "../errors.ts";
 import { verifySignature } from "../signed-urls.ts";
+import { JOB_NAMES } from "../vocabulary.ts";
 import type { AppEnv } from "./app-types.ts";
 import { intParam, jsonBody } from "./validate.ts";
 
 const reportSchema = z.object({
-  job: z.enum(["install", "seed", "agent", "collect", "pack"]),
+  job: z.enum(JOB_NAMES),
   try: z.number().int().min(1),
   kind: z.enum(["output", "exit"]),
   seq: z.number().int().min(0).optional(),

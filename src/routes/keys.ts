@@ -2,7 +2,8 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { randomId } from "../crypto.ts";
-import { createAccount, db, insertKey, listKeys, revokeKey } from "../db/queries.ts";
+import { db } from "../db/client.ts";
+import { createAccount, insertKey, listKeys, revokeKey } from "../db/queries.ts";
 import { eq } from "drizzle-orm";
 import { accounts as accountsTable } from "../db/schema.ts";
 import { ApiError, notFound } from "../errors.ts";

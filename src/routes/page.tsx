@@ -4,6 +4,7 @@
 import { Hono, type Context } from "hono";
 import { createMiddleware } from "hono/factory";
 import { html } from "hono/html";
+import { attemptArtifactKey } from "../artifact-keys.ts";
 import { ApiError, notFound } from "../errors.ts";
 import { ExpiredPage, LiveRegion, RunPage, type PageContext, type PageData } from "../page/components.tsx";
 import liveScript from "../page/live.client.js";
@@ -101,7 +102,7 @@ export const page = new Hono<PageEnv>()
     const round = intParam(c, "round");
     const n = intParam(c, "n");
     const which = c.req.param("artifact");
-    const object = await c.env.ARTIFACTS.get(`runs/${runId}/rounds/${round}/attempts/${n}/${which === "diff" ? "diff.patch" : "agent.log"}`);
+    const object = await c.env.ARTIFACTS.get(attemptArtifactKey(runId, round, n, which === "diff" ? "diff.patch" : "agent.log"));
     if (!object) throw notFound(`${which} of attempt ${n} in round ${round}`);
     // Shown as text in the browser, never interpreted: the content is the agent's.
     return new Response(object.body, { headers: { "content-type": "text/plain; charset=utf-8", "content-length": String(object.size) } });

@@ -1,6 +1,6 @@
 // /api/runs/:id/rounds...: pick a winner, start the next round, download a winner's tarball.
 import { Hono } from "hono";
-import { tarballKey } from "../durable/run-coordinator.ts";
+import { tarballKey } from "../artifact-keys.ts";
 import { errorBody, notFound } from "../errors.ts";
 import { startNextRound } from "../runs/start.ts";
 import { coordinator, ownedRun, unwrap } from "./run-access.ts";

@@ -1,7 +1,8 @@
 // What every /api/runs route needs: the run's Durable Object, the caller's ownership of the run, and
 // refusals from the object turned into HTTP errors.
-import { db, runOwner } from "../db/queries.ts";
-import type { Outcome } from "../durable/run-coordinator.ts";
+import { db } from "../db/client.ts";
+import { runOwner } from "../db/queries.ts";
+import type { Outcome } from "../durable/contract.ts";
 import { ApiError, notFound } from "../errors.ts";
 import type { AppEnv } from "./app-types.ts";
 

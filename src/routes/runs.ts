@@ -1,9 +1,11 @@
 // /api/runs: start, read, list and cancel runs. Routes validate, authorize, and hand off to the run's
 // Durable Object; D1 answers listings and ownership.
 import { Hono } from "hono";
+import { attemptArtifactKey } from "../artifact-keys.ts";
 import { randomId } from "../crypto.ts";
-import { db, listRuns } from "../db/queries.ts";
-import type { RunStatus } from "../db/schema.ts";
+import { db } from "../db/client.ts";
+import { listRuns } from "../db/queries.ts";
+import { RUN_STATUSES, type RunStatus } from "../vocabulary.ts";
 import type { RunEvent } from "../durable/store.ts";
 import { ApiError, notFound } from "../errors.ts";
 import { runRequestSchema } from "../run-request.ts";
@@ -14,7 +16,6 @@ import { requireApiKey, requireRunScope } from "./auth.ts";
 import { idempotent } from "./idempotency.ts";
 import { intParam, jsonBody } from "./validate.ts";
 
-const RUN_STATUSES: RunStatus[] = ["running", "succeeded", "failed", "cancelled"];
 
 export const runs = new Hono<AppEnv>()
   .use("*", requireApiKey)
@@ -106,8 +107,7 @@ export const runs = new Hono<AppEnv>()
 
 /** An attempt's patch or raw agent log from R2. */
 export async function artifact(env: AppEnv["Bindings"], id: string, round: number, n: number, which: string): Promise<Response> {
-  const name = which === "diff" ? "diff.patch" : "agent.log";
-  const object = await env.ARTIFACTS.get(`runs/${id}/rounds/${round}/attempts/${n}/${name}`);
+  const object = await env.ARTIFACTS.get(attemptArtifactKey(id, round, n, which === "diff" ? "diff.patch" : "agent.log"));
   if (!object) throw notFound(`${which} of attempt ${n} in round ${round}`);
   return new Response(object.body, {
     headers: {

@@ -9,10 +9,10 @@
 import { Hono, type Context } from "hono";
 import { z } from "zod";
 import { randomId, sha256Hex } from "../crypto.ts";
+import { db } from "../db/client.ts";
 import {
   claimSlackRun,
   deleteSlackLink,
-  idb,
   insertLinkCode,
   linkSlack,
   listSlackLinks,
@@ -21,7 +21,7 @@ import {
   slackAccount,
   slackRun,
 } from "../db/integration-queries.ts";
-import { db, ensureLocalAccount, runOwner } from "../db/queries.ts";
+import { ensureLocalAccount, runOwner } from "../db/queries.ts";
 import { isLocalMode, type Env } from "../env.ts";
 import { ApiError, notFound } from "../errors.ts";
 import { derivedRunId, seal, unseal } from "../integrations/derive.ts";
@@ -89,7 +89,7 @@ async function slackBody(c: Context<AppEnv>): Promise<string> {
 
 /** The account a Slack user acts for: their own link, their workspace's, or in local mode the local account. */
 async function slackAccountFor(env: Env, teamId: string, userId: string): Promise<string | null> {
-  const linked = await slackAccount(idb(env.DB), teamId, userId);
+  const linked = await slackAccount(db(env.DB), teamId, userId);
   if (linked) return linked;
   return isLocalMode(env) ? ensureLocalAccount(db(env.DB)) : null;
 }
@@ -136,7 +136,7 @@ export const slack = new Hono<AppEnv>()
     // One trigger, one run: a retried delivery carries the same trigger_id (and the same body).
     const source = form.get("trigger_id") || (await sha256Hex(body));
     const runId = await derivedRunId(c.env, `slack:${teamId}:${source}`);
-    const first = await claimSlackRun(idb(c.env.DB), { runId, accountId, teamId, channelId, userId });
+    const first = await claimSlackRun(db(c.env.DB), { runId, accountId, teamId, channelId, userId });
     const env = c.env;
     const work = (async () => {
       const view = await startRun(env, { id: runId, accountId, request });
@@ -243,21 +243,21 @@ export const slack = new Hono<AppEnv>()
     const req = empty ? { scope: "team" as const } : await jsonBody(c, linkCodeRequestSchema);
     const code = `msl_${randomId("x").slice(2)}`;
     const expiresAt = Date.now() + LINK_CODE_TTL_MS;
-    await insertLinkCode(idb(c.env.DB), { hash: await sha256Hex(code), accountId: c.get("accountId"), scope: req.scope, expiresAt });
+    await insertLinkCode(db(c.env.DB), { hash: await sha256Hex(code), accountId: c.get("accountId"), scope: req.scope, expiresAt });
     // The only time the code is shown.
     return c.json({ code, scope: req.scope, expiresAt, command: `/multishot link ${code}` }, 201);
   })
 
-  .get("/api/slack/links", async (c) => c.json({ links: await listSlackLinks(idb(c.env.DB), c.get("accountId")) }))
+  .get("/api/slack/links", async (c) => c.json({ links: await listSlackLinks(db(c.env.DB), c.get("accountId")) }))
 
   .delete("/api/slack/links/:linkId", async (c) => {
-    if (!(await deleteSlackLink(idb(c.env.DB), c.get("accountId"), c.req.param("linkId")))) throw notFound("Slack link");
+    if (!(await deleteSlackLink(db(c.env.DB), c.get("accountId"), c.req.param("linkId")))) throw notFound("Slack link");
     return c.json({ id: c.req.param("linkId"), deleted: true });
   });
 
 /** `/multishot link <code>`: the code's account gets this workspace (team code) or this user (user code). */
 async function redeemLink(env: Env, code: string, teamId: string, userId: string): Promise<string> {
-  const d = idb(env.DB);
+  const d = db(env.DB);
   const redeemed = /^msl_[a-z2-7]{20}$/.test(code) ? await redeemLinkCode(d, await sha256Hex(code), Date.now()) : undefined;
   if (!redeemed) return "That link code is unknown, used or expired. Make a new one with `POST /api/slack/link-codes`.";
   const who = redeemed.scope === "team" ? "This workspace" : "You";
@@ -275,10 +275,10 @@ async function shareLinkFor(env: Env, runId: string, accountId: string, first: b
   try {
     if (first) {
       const link = await createShareLink(env, { runId, accountId, scope: "view" });
-      await setSlackRunShare(idb(env.DB), runId, await seal(env, SHARE_SEAL_PURPOSE, runId, link.url));
+      await setSlackRunShare(db(env.DB), runId, await seal(env, SHARE_SEAL_PURPOSE, runId, link.url));
       return link.url;
     }
-    const row = await slackRun(idb(env.DB), runId);
+    const row = await slackRun(db(env.DB), runId);
     return row?.shareUrlSealed ? await unseal(env, SHARE_SEAL_PURPOSE, runId, row.shareUrlSealed) : null;
   } catch (err) {
     console.error(`the share link of ${runId} could not be made`, err instanceof Error ? err.message : err);

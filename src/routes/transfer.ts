@@ -6,7 +6,7 @@
 import { Hono, type Context } from "hono";
 import { z } from "zod";
 import { toHex } from "../crypto.ts";
-import { tarballKey } from "../durable/run-coordinator.ts";
+import { tarballKey } from "../artifact-keys.ts";
 import { ApiError } from "../errors.ts";
 import { verifySignature } from "../signed-urls.ts";
 import type { AppEnv } from "./app-types.ts";

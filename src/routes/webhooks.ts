@@ -8,12 +8,12 @@
 import { Hono, type Context } from "hono";
 import { z } from "zod";
 import { randomId, sha256Hex } from "../crypto.ts";
+import { db } from "../db/client.ts";
 import {
   claimReceipt,
   deleteEndpoint,
   delivery,
   endpointById,
-  idb,
   insertEndpoint,
   listDeliveries,
   listEndpoints,
@@ -30,7 +30,13 @@ import { ApiError, notFound } from "../errors.ts";
 import { sendDelivery } from "../integrations/delivery.ts";
 import { derivedId, derivedRunId, webhookSecret } from "../integrations/derive.ts";
 import { OUTBOUND_EVENTS } from "../integrations/events.ts";
-import { GITHUB_DELIVERY, MULTISHOT_DELIVERY, MULTISHOT_SIGNATURE, MULTISHOT_TIMESTAMP, verifyHookRequest } from "../integrations/signatures.ts";
+import {
+  GITHUB_DELIVERY,
+  MULTISHOT_DELIVERY,
+  MULTISHOT_SIGNATURE,
+  MULTISHOT_TIMESTAMP,
+  verifyHookRequest,
+} from "../integrations/signatures.ts";
 import { renderTemplate, resolveTemplate, templateSchema, type TemplateInput } from "../integrations/templates.ts";
 import { runRequestSchema } from "../run-request.ts";
 import { startRun } from "../runs/start.ts";
@@ -86,7 +92,7 @@ function deliveryView(d: DeliveryRow, withPayload = false) {
 
 async function ownedEndpoint(c: Context<AppEnv>): Promise<EndpointRow> {
   const id = c.req.param("id") ?? "";
-  const e = ENDPOINT_ID.test(id) ? await liveEndpoint(idb(c.env.DB), id) : undefined;
+  const e = ENDPOINT_ID.test(id) ? await liveEndpoint(db(c.env.DB), id) : undefined;
   if (!e || e.accountId !== c.get("accountId")) throw notFound("webhook endpoint");
   return e;
 }
@@ -123,7 +129,7 @@ export const webhooks = new Hono<AppEnv>()
       throw new ApiError(400, "validation_failed", "url: events are only sent to https URLs");
     }
     const accountId = c.get("accountId");
-    const d = idb(c.env.DB);
+    const d = db(c.env.DB);
     const id = idemKey ? await derivedId(c.env, "wh", `${accountId}\n${idemKey}`) : randomId("wh");
     const requestHash = idemKey ? await sha256Hex(await c.req.text()) : null;
     const made = await insertEndpoint(d, {
@@ -145,20 +151,20 @@ export const webhooks = new Hono<AppEnv>()
     return c.json(body, 201, made ? {} : { "idempotent-replayed": "true" });
   })
 
-  .get("/api/webhooks", async (c) => c.json({ endpoints: (await listEndpoints(idb(c.env.DB), c.get("accountId"))).map((e) => endpointView(c.env, e)) }))
+  .get("/api/webhooks", async (c) => c.json({ endpoints: (await listEndpoints(db(c.env.DB), c.get("accountId"))).map((e) => endpointView(c.env, e)) }))
 
   .get("/api/webhooks/:id", async (c) => c.json(endpointView(c.env, await ownedEndpoint(c))))
 
   .delete("/api/webhooks/:id", async (c) => {
     const e = await ownedEndpoint(c);
-    await deleteEndpoint(idb(c.env.DB), e.accountId, e.id, Date.now());
+    await deleteEndpoint(db(c.env.DB), e.accountId, e.id, Date.now());
     return c.json({ id: e.id, deleted: true });
   })
 
   /** A new secret, shown this once; the old one stops working at once. */
   .post("/api/webhooks/:id/secret", async (c) => {
     const e = await ownedEndpoint(c);
-    const version = await rotateEndpointSecret(idb(c.env.DB), e.accountId, e.id);
+    const version = await rotateEndpointSecret(db(c.env.DB), e.accountId, e.id);
     if (version === null) throw notFound("webhook endpoint");
     return c.json({ id: e.id, secretVersion: version, secret: await webhookSecret(c.env, e.id, version) });
   })
@@ -167,7 +173,7 @@ export const webhooks = new Hono<AppEnv>()
   .get("/api/webhooks/:id/deliveries", async (c) => {
     const e = await ownedEndpoint(c);
     const { limit, cursor } = pageParams(c);
-    const d = idb(c.env.DB);
+    const d = db(c.env.DB);
     if (e.kind === "inbound") {
       const rows = await listReceipts(d, e.id, limit + 1, cursor);
       const page = rows.slice(0, limit);
@@ -185,7 +191,7 @@ export const webhooks = new Hono<AppEnv>()
 
   .get("/api/webhooks/:id/deliveries/:deliveryId", async (c) => {
     const e = await ownedEndpoint(c);
-    const row = await delivery(idb(c.env.DB), e.id, c.req.param("deliveryId"));
+    const row = await delivery(db(c.env.DB), e.id, c.req.param("deliveryId"));
     if (!row) throw notFound("delivery");
     return c.json(deliveryView(row, true));
   })
@@ -194,7 +200,7 @@ export const webhooks = new Hono<AppEnv>()
   .post("/api/webhooks/:id/deliveries/:deliveryId/redeliver", async (c) => {
     const e = await ownedEndpoint(c);
     if (e.kind !== "outbound" || !e.url) throw new ApiError(409, "not_outbound", "only an outbound endpoint's deliveries can be sent again");
-    const d = idb(c.env.DB);
+    const d = db(c.env.DB);
     const row = await delivery(d, e.id, c.req.param("deliveryId"));
     if (!row) throw notFound("delivery");
     const result = await sendDelivery(c.env, { id: e.id, url: e.url, secretVersion: e.secretVersion }, row);
@@ -207,7 +213,7 @@ export const webhooks = new Hono<AppEnv>()
 
   .post("/hooks/:endpointId", async (c) => {
     const id = c.req.param("endpointId");
-    const d = idb(c.env.DB);
+    const d = db(c.env.DB);
     const endpoint = ENDPOINT_ID.test(id) ? await liveEndpoint(d, id) : undefined;
     if (!endpoint || endpoint.kind !== "inbound") throw notFound("webhook endpoint");
     if (Number(c.req.header("content-length") ?? "0") > MAX_BODY_BYTES) throw new ApiError(413, "body_too_large", `request body is over ${MAX_BODY_BYTES} bytes`);

@@ -2,8 +2,9 @@
 // winner a request names is looked up and authorized, then the run's Durable Object starts it.
 // Starting the same id again changes nothing, which is what makes derived ids (a Slack trigger, a
 // webhook delivery) safe to retry.
-import { db, runOwner, storedWinner } from "../db/queries.ts";
-import type { Outcome } from "../durable/run-coordinator.ts";
+import { db } from "../db/client.ts";
+import { runOwner, storedWinner } from "../db/queries.ts";
+import type { Outcome } from "../durable/contract.ts";
 import type { RunView } from "../durable/view.ts";
 import type { Env } from "../env.ts";
 import { agentUnavailable } from "../agents/requirements.ts";

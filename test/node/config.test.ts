@@ -21,11 +21,17 @@ function readmeSettings(): string[] {
   return names.sort();
 }
 
-/** The upper-case settings of the Worker's Env interface (src/env.ts), not its bindings. */
+/**
+ * The upper-case settings of the Worker's Env interface, not its bindings: wrangler.toml's [vars] as
+ * `wrangler types` generated them, and the secrets and tuning variables declared in src/env.ts.
+ */
 function envSettings(): string[] {
+  const settings = (text: string) => [...text.matchAll(/^\s+([A-Z][A-Z0-9_]+)\??:\s*string;/gm)].map((m) => m[1]!);
   const src = readFileSync(join(root, "src/env.ts"), "utf8");
-  const body = /export interface Env \{([\s\S]*?)\n\}/.exec(src)![1]!;
-  return [...body.matchAll(/^\s+([A-Z][A-Z0-9_]+)\??:\s*string;/gm)].map((m) => m[1]!).sort();
+  const body = /export interface Env extends WorkerBindings \{([\s\S]*?)\n\}/.exec(src)![1]!;
+  const generated = readFileSync(join(root, "worker-configuration.d.ts"), "utf8");
+  const vars = /interface __BaseEnv_WorkerBindings \{([\s\S]*?)\n\}/.exec(generated)![1]!;
+  return [...settings(vars), ...settings(body)].sort();
 }
 
 describe("configuration", () => {
