@@ -98,6 +98,15 @@ export default defineConfig({
       },
       {
         test: {
+          // The engine's decisions and other pure code, in plain Node: no workerd, no sandboxes.
+          name: "unit",
+          environment: "node",
+          include: ["test/unit/**/*.test.ts"],
+          testTimeout: 5_000,
+        },
+      },
+      {
+        test: {
           name: "node",
           environment: "node",
           include: ["test/local-sandbox/**/*.test.ts", "test/node/**/*.test.ts", "test/cli/**/*.test.ts"],

@@ -1,6 +1,6 @@
 // Reads an agent's stream-json stdout (Claude Code's format, which the demo agent speaks too) into
 // what a person follows on the run page: assistant text, tool calls, errors, and the final result.
-import type { AgentSummary } from "../durable/store.ts";
+import type { AgentSummary } from "../durable/state.ts";
 
 export type AgentEvent =
   | { type: "agent.init"; model: string | null }

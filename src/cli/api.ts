@@ -4,7 +4,7 @@
 import { randomUUID } from "node:crypto";
 import type { RunListItem } from "../db/queries.ts";
 import type { PreviewResult } from "../durable/previews.ts";
-import type { RunEvent } from "../durable/store.ts";
+import type { RunEvent } from "../durable/state.ts";
 import type { RunView } from "../durable/view.ts";
 import type { CreatedShareLink } from "../share.ts";
 import { CliError, EXIT, exitCodeForStatus } from "./errors.ts";

@@ -1,6 +1,6 @@
 // Every D1 read and write multishot makes. Queries are typed from ./schema.ts.
 import { and, desc, eq, lt, or } from "drizzle-orm";
-import type { AttemptState, RoundState, RunState } from "../durable/store.ts";
+import type { AttemptState, RoundState, RunState } from "../durable/state.ts";
 import type { RunStatus } from "../vocabulary.ts";
 import { accounts, apiKeys, attempts, idempotencyKeys, rounds, runs } from "./schema.ts";
 

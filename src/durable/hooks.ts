@@ -6,22 +6,10 @@
 // An event appended inside an RPC (start, pickWinner, cancel, startRound, completeWinner) is followed by
 // the object's re-arm, and one appended in a step by the alarm's own loop, so a timer a hook schedules
 // from `onEvent` is always picked up.
-import type { Env } from "../env.ts";
+import type { HookHost } from "../integrations/hook-host.ts";
 import { WebhookOutbox } from "../integrations/outbox.ts";
 import { SlackProgress } from "../integrations/slack-progress.ts";
-import type { RunState, RunEvent } from "./store.ts";
-import type { RunView } from "./view.ts";
-
-export interface HookHost {
-  readonly env: Env;
-  readonly sql: SqlStorage;
-  /** The run (null before it starts). */
-  run(): RunState | null;
-  view(): Promise<RunView>;
-  /** Wake `onTimer(key)` at `dueAt` (ms since epoch); keys must start with `hook:`. */
-  schedule(key: string, dueAt: number): void;
-  unschedule(key: string): void;
-}
+import type { RunEvent } from "./state.ts";
 
 export class RunHooks {
   private readonly host: HookHost;

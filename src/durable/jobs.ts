@@ -3,10 +3,7 @@
 // its exit code. Scripts are uploaded as files, so no user text is ever spliced into a command line.
 import { AGENTS, MS_DIR, WORKSPACE, shellQuote } from "../agents/index.ts";
 import type { RunRequest } from "../run-request.ts";
-import type { JobName } from "./store.ts";
-
-/** Exit code a job uses for "transient, try again" (BSD's EX_TEMPFAIL). */
-export const EXIT_TRANSIENT = 75;
+import type { JobName } from "../vocabulary.ts";
 
 const GIT_ID = `-c user.name=multishot -c user.email=multishot@users.noreply.local`;
 

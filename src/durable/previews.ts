@@ -13,7 +13,7 @@ import staticServerSource from "../agents/static-server.agent.mjs";
 import type { PreviewConfig, PreviewRequest } from "../run-request.ts";
 import type { Sandboxes } from "../sandbox/client.ts";
 import { describeSandboxError, isSandboxGone } from "../sandbox/errors.ts";
-import type { AttemptState, PreviewState, RoundState, RunStore } from "./store.ts";
+import type { AttemptState, PreviewState, RoundState } from "./state.ts";
 
 export const PREVIEW_SESSION = "multishot-preview";
 /** Minutes after the last preview request before its server is stopped. */
@@ -26,14 +26,17 @@ export type PreviewResult =
   | { attempt: number; error: { code: "preview_failed"; message: string } };
 
 export interface PreviewHost {
-  store: RunStore;
-  sandboxes: Sandboxes;
+  /** The object's storage: this module owns the `previews` table, one row per attempt ever previewed. */
+  sql: SqlStorage;
+  readonly sandboxes: Sandboxes;
   idleMinutes: number;
   /** Schedules (or moves) the attempt's idle timer. */
   scheduleIdle(round: number, n: number, at: number): void;
 }
 
 class PreviewError extends Error {}
+
+type Row = Record<string, SqlStorageValue>;
 
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
@@ -61,7 +64,7 @@ export class Previews {
   }
 
   private async openOnce(a: AttemptState, round: RoundState, runConfig: PreviewConfig | undefined, req: PreviewRequest): Promise<PreviewResult> {
-    const { store, sandboxes } = this.host;
+    const { sandboxes } = this.host;
     if (!a.sandboxId || a.sandboxDeleted || a.cleanupPending) {
       throw new PreviewError(
         a.status === "queued" || a.status === "creating_sandbox"
@@ -89,7 +92,7 @@ export class Previews {
     const workspaceKey = `${a.status}:${a.timestamps.done ?? a.timestamps.collecting_result ?? a.updatedAt}`;
 
     // What to serve: config first, then the cached detection, then a fresh one.
-    let state = store.getPreview(a.round, a.number);
+    let state = this.getPreview(a.round, a.number);
     if (!state || state.sandboxId !== sandboxId || state.workspaceKey !== workspaceKey) {
       state = { sandboxId, workspaceKey, detected: null, installed: false, cmdId: null, url: null, expiresAt: null, lastRequestedAt: now };
       await sandboxes.deleteSession(sandboxId, PREVIEW_SESSION).catch(() => {});
@@ -120,7 +123,7 @@ export class Previews {
       state.detected = { kind: found.kind ?? "unknown", command: found.command, port: found.port, install: found.install ?? null };
     }
     state.lastRequestedAt = now;
-    store.putPreview(a.round, a.number, state);
+    this.putPreview(a.round, a.number, state);
     const { command, port, install, kind } = state.detected;
 
     // The server: reused only if the sandbox says it still runs.
@@ -147,7 +150,7 @@ export class Previews {
         PREVIEW_SESSION,
         `cd ${q(workspace)} && exec env HOST=0.0.0.0 PORT=${port}${viteHosts} bash -c ${q(command)} > ${LOG} 2>&1`,
       );
-      store.putPreview(a.round, a.number, state);
+      this.putPreview(a.round, a.number, state);
       // From now on a server runs: it gets stopped after the idle limit even if this request fails.
       this.host.scheduleIdle(a.round, a.number, Date.now() + this.host.idleMinutes * 60_000);
     }
@@ -178,15 +181,15 @@ export class Previews {
     state.url = url;
     state.expiresAt = answeredAt + req.expiresIn * 1000;
     state.lastRequestedAt = answeredAt;
-    store.putPreview(a.round, a.number, state);
+    this.putPreview(a.round, a.number, state);
     this.host.scheduleIdle(a.round, a.number, answeredAt + this.host.idleMinutes * 60_000);
     return { attempt: a.number, url, expiresAt: state.expiresAt, kind, port };
   }
 
   /** The idle timer: stops the server if nobody asked for the preview since; true when it is done. */
   async idle(round: number, n: number): Promise<number | null> {
-    const { store, sandboxes } = this.host;
-    const state = store.getPreview(round, n);
+    const { sandboxes } = this.host;
+    const state = this.getPreview(round, n);
     if (!state?.cmdId) return null;
     const due = state.lastRequestedAt + this.host.idleMinutes * 60_000;
     if (Date.now() < due) return due;
@@ -197,7 +200,29 @@ export class Previews {
     } catch (err) {
       if (!isSandboxGone(err)) throw err;
     }
-    store.putPreview(round, n, { ...state, cmdId: null, url: null, expiresAt: null });
+    this.putPreview(round, n, { ...state, cmdId: null, url: null, expiresAt: null });
     return null;
+  }
+
+  /** Every attempt's preview state, for the run's view. */
+  all(): (PreviewState & { round: number; number: number })[] {
+    return this.host.sql
+      .exec<Row>("SELECT round, number, state FROM previews")
+      .toArray()
+      .map((r) => ({ ...(JSON.parse(String(r.state)) as PreviewState), round: Number(r.round), number: Number(r.number) }));
+  }
+
+  private getPreview(round: number, number: number): PreviewState | null {
+    const row = this.host.sql.exec<Row>("SELECT state FROM previews WHERE round = ? AND number = ?", round, number).toArray()[0];
+    return row ? (JSON.parse(String(row.state)) as PreviewState) : null;
+  }
+
+  private putPreview(round: number, number: number, state: PreviewState): void {
+    this.host.sql.exec(
+      "INSERT INTO previews (round, number, state) VALUES (?, ?, ?) ON CONFLICT (round, number) DO UPDATE SET state = excluded.state",
+      round,
+      number,
+      JSON.stringify(state),
+    );
   }
 }

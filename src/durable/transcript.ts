@@ -1,5 +1,5 @@
 // An agent's transcript (its `agent.*` events) as plain text, for the page and the full-transcript link.
-import type { RunEvent } from "./store.ts";
+import type { RunEvent } from "./state.ts";
 
 /** One transcript entry as a line of text. */
 export function transcriptLine(e: RunEvent): string {

@@ -2,7 +2,7 @@
 // (no sandbox env, no tokens, no signing material).
 import type { LlmUsage } from "../agents/usage.ts";
 import type { AttemptStatus, RoundStatus, RunStatus, WinnerStatus } from "../vocabulary.ts";
-import type { AgentSummary, AttemptState, DiffStats, PreviewState, RoundState, RunState, VerifyResult } from "./store.ts";
+import type { AgentSummary, AttemptState, DiffStats, PreviewState, RoundState, RunState, VerifyResult } from "./state.ts";
 
 export interface AttemptView {
   number: number;

@@ -6,7 +6,7 @@
 //   round.finished    every attempt of a round ended
 //   winner.selected   a round's winner was picked (by a person or "first-verified")
 //   run.finished      the run stopped running: succeeded, failed or cancelled (a next round starts it again)
-import type { RunEvent } from "../durable/store.ts";
+import type { RunEvent } from "../durable/state.ts";
 import type { RunView } from "../durable/view.ts";
 import { isAttemptEnded } from "../vocabulary.ts";
 

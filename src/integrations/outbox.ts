@@ -11,9 +11,9 @@ import { randomId } from "../crypto.ts";
 import { db } from "../db/client.ts";
 import { liveEndpoint, outboundEndpoints, saveDeliveries, type DeliveryRecord } from "../db/integration-queries.ts";
 import type { DeliveryStatus } from "../db/schema.ts";
-import type { HookHost } from "../durable/hooks.ts";
+import type { HookHost } from "./hook-host.ts";
 import { retryPolicy } from "../durable/retry.ts";
-import type { RunEvent } from "../durable/store.ts";
+import type { RunEvent } from "../durable/state.ts";
 import { sendDelivery } from "./delivery.ts";
 import { eventBody, outboundEvent, subscribes, type OutboundEvent } from "./events.ts";
 

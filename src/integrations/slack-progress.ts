@@ -7,8 +7,8 @@
 // limits however fast the attempts move.
 import { db } from "../db/client.ts";
 import { slackRun } from "../db/integration-queries.ts";
-import type { HookHost } from "../durable/hooks.ts";
-import type { RunEvent } from "../durable/store.ts";
+import type { HookHost } from "./hook-host.ts";
+import type { RunEvent } from "../durable/state.ts";
 import { unseal } from "./derive.ts";
 import { isRetryableSlackError, SlackApi, SlackApiError } from "./slack-api.ts";
 import { roundMessage } from "./slack-messages.ts";

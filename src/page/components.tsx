@@ -3,7 +3,7 @@
 // render of the #live region (this same component) when the run changes.
 import type { FC } from "hono/jsx";
 import { raw } from "hono/html";
-import type { RunEvent } from "../durable/store.ts";
+import type { RunEvent } from "../durable/state.ts";
 import type { AttemptView, RoundView, RunView } from "../durable/view.ts";
 import type { ShareScope } from "../db/schema.ts";
 import { transcriptLine } from "../durable/transcript.ts";

@@ -6,7 +6,7 @@ import { randomId } from "../crypto.ts";
 import { db } from "../db/client.ts";
 import { listRuns } from "../db/queries.ts";
 import { RUN_STATUSES, type RunStatus } from "../vocabulary.ts";
-import type { RunEvent } from "../durable/store.ts";
+import type { RunEvent } from "../durable/state.ts";
 import { ApiError, notFound } from "../errors.ts";
 import { runRequestSchema } from "../run-request.ts";
 import { startRun } from "../runs/start.ts";

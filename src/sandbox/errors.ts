@@ -22,6 +22,12 @@ export function isSandboxGone(err: unknown): boolean {
   return err instanceof DaytonaError && (err.statusCode === 404 || err.statusCode === 410);
 }
 
+/** Which of the engine's three kinds a failure is (src/durable/decisions.ts decides what follows). */
+export function classifySandboxError(err: unknown): "gone" | "retryable" | "final" {
+  if (isSandboxGone(err)) return "gone";
+  return isRetryableSandboxError(err) ? "retryable" : "final";
+}
+
 /** A short, human reason for an error, safe to show: the SDK's message without request internals. */
 export function describeSandboxError(err: unknown): string {
   if (err instanceof DaytonaError) {

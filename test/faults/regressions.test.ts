@@ -103,7 +103,7 @@ describe("regressions found by the fault suite", () => {
   // An agent whose final result line is longer than the runner pushes (60 KB): the runner pushes an
   // empty placeholder for it. Since the gap check, its number counted as seen before the line was
   // parsed, so the read-back skipped it and the attempt lost its summary (final message, turns, cost).
-  // Fixed by keeping placeholders apart from read lines (firstSighting in src/durable/store.ts).
+  // Fixed by keeping placeholders apart from read lines (firstSighting in src/durable/ingest.ts).
   it("an over-long result line is read back from the sandbox's log, and the attempt keeps its summary", async () => {
     const account = await createAccount("bug: long result");
     const runs = new Set<string>();

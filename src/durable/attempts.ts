@@ -1,0 +1,281 @@
+// One attempt's state machine, one idempotent step per wake-up of its timer:
+//   queued -> creating_sandbox -> installing_agent -> seeding_workspace -> running_agent
+//          -> collecting_result -> done | failed | cancelled
+// Each working phase starts one job in the sandbox as an async session command, then waits for its exit:
+// reported by the runner (ingest) or found by a poll. What an exit or an error means is decided in
+// decisions.ts; this module carries it out.
+import { AGENTS, MS_DIR } from "../agents/index.ts";
+import { attemptArtifactKey } from "../artifact-keys.ts";
+import type { SandboxSpec } from "../sandbox/client.ts";
+import { classifySandboxError, describeSandboxError } from "../sandbox/errors.ts";
+import { ingestUrl } from "../signed-urls.ts";
+import { isAttemptEnded, type AttemptJobName } from "../vocabulary.ts";
+import type { SandboxCleanup } from "./cleanup.ts";
+import { homeDirOf, jobTail, SESSION, type RunCore } from "./core.ts";
+import { exitOutcome, exitReason, jobMinutes, jobOf, parseNumstat, phaseAfter, retryDecision, stepErrorOutcome } from "./decisions.ts";
+import type { Ingest } from "./ingest.ts";
+import { MAX_ARTIFACT_BYTES } from "./ingest.ts";
+import type { JobInputs } from "./job-inputs.ts";
+import { jobCommand, jobMarker } from "./jobs.ts";
+import { backoffMs, nextPollMs, retryPolicy } from "./retry.ts";
+import type { AttemptState, VerifyResult } from "./state.ts";
+
+/** Idle minutes before Daytona stops a sandbox, and minutes stopped before it deletes it. */
+const AUTO_STOP_MINUTES = 15;
+const AUTO_DELETE_MINUTES = 24 * 60;
+
+export interface AttemptsHost {
+  /** An attempt ended: its round may be over. */
+  attemptEnded(): void;
+  /** An attempt is done and its verify command passed. */
+  verified(a: AttemptState): void;
+}
+
+export class AttemptSteps {
+  private readonly core: RunCore;
+  private readonly host: AttemptsHost;
+  private readonly ingest: Ingest;
+  private readonly inputs: JobInputs;
+  private readonly cleanup: SandboxCleanup;
+
+  constructor(core: RunCore, parts: { host: AttemptsHost; ingest: Ingest; inputs: JobInputs; cleanup: SandboxCleanup }) {
+    this.core = core;
+    this.host = parts.host;
+    this.ingest = parts.ingest;
+    this.inputs = parts.inputs;
+    this.cleanup = parts.cleanup;
+  }
+
+  /** The attempt timer's handler. */
+  async step(round: number, n: number): Promise<void> {
+    const { state, timers } = this.core;
+    const a = state.attempt(round, n);
+    if (!a) return timers.unschedule({ kind: "attempt", round, attempt: n });
+    if (isAttemptEnded(a.status)) return this.cleanup.cleanup(a);
+    try {
+      if (a.status === "queued") {
+        state.commit(a, { status: "creating_sandbox" });
+        return timers.schedule({ kind: "attempt", round, attempt: n }, Date.now());
+      }
+      if (a.status === "creating_sandbox") return await this.createSandbox(a);
+      return await this.advanceJob(a);
+    } catch (err) {
+      this.onStepError(a, err);
+    }
+  }
+
+  /** The deadline timer's handler: a job that ran past its time limit ends its attempt. */
+  deadline(round: number, n: number): void {
+    this.core.timers.unschedule({ kind: "deadline", round, attempt: n });
+    const a = this.core.state.attempt(round, n);
+    if (!a || isAttemptEnded(a.status) || a.deadlineAt === null || a.deadlineAt > Date.now()) return;
+    const minutes = jobMinutes(a.job, this.core.state.requireRun().request.limits?.attemptMinutes);
+    // Failing the attempt deletes its sandbox, which ends the command and everything it started.
+    this.fail(a, `timed out: ${a.job ?? "the attempt"} ran longer than ${minutes} minute${minutes === 1 ? "" : "s"} and was stopped`);
+  }
+
+  fail(a: AttemptState, reason: string, extra: Partial<AttemptState> = {}): void {
+    this.finish(a, "failed", reason, extra);
+  }
+
+  /** Ends an attempt. Failed and cancelled attempts give their sandbox back at once. */
+  finish(a: AttemptState, status: "failed" | "cancelled", reason: string, extra: Partial<AttemptState> = {}): void {
+    const { state, timers } = this.core;
+    const current = state.attempt(a.round, a.number);
+    if (!current || isAttemptEnded(current.status)) return;
+    state.commit(current, { ...extra, status, error: reason, cleanupPending: true, deadlineAt: null });
+    timers.unschedule({ kind: "deadline", round: a.round, attempt: a.number });
+    timers.schedule({ kind: "attempt", round: a.round, attempt: a.number }, Date.now());
+    this.host.attemptEnded();
+  }
+
+  /** A failed Daytona call: retried with backoff when it may pass, otherwise the attempt fails now. */
+  private onStepError(stepStart: AttemptState, err: unknown): void {
+    // The step may have written progress before it failed; what matters is whether it is still this step.
+    const a = this.core.state.attempt(stepStart.round, stepStart.number);
+    if (!a || isAttemptEnded(a.status) || a.status !== stepStart.status || a.jobTry !== stepStart.jobTry) return;
+    const reason = describeSandboxError(err);
+    const phase = a.status.replace(/_/g, " ");
+    const outcome = stepErrorOutcome(classifySandboxError(err), { hasSandbox: a.sandboxId !== null, jobStarted: a.job !== null && a.job === jobOf(a.status) });
+    switch (outcome) {
+      case "sandbox_gone":
+        return this.fail(a, `the sandbox disappeared while ${phase}: ${reason}`);
+      case "look_again": {
+        this.core.events.append(a.round, a.number, "sandbox.unreachable", { reason });
+        const policy = retryPolicy(this.core.env);
+        return this.core.timers.schedule({ kind: "attempt", round: a.round, attempt: a.number }, Date.now() + Math.max(policy.pollMs, backoffMs(policy, 0)));
+      }
+      case "retry":
+        return this.retryOrFail(a, `${phase}: ${reason}`);
+      case "fail":
+        return this.fail(a, `${phase} failed: ${reason}`);
+    }
+  }
+
+  private retryOrFail(a: AttemptState, reason: string): void {
+    const { state, events, timers, env } = this.core;
+    const policy = retryPolicy(env);
+    const current = state.attempt(a.round, a.number);
+    if (!current || current.version !== a.version) return; // superseded (cancelled, reported)
+    const decision = retryDecision(current.retries, policy.limit, (n) => backoffMs(policy, n));
+    if (decision.giveUp) {
+      this.fail(current, `${reason} (gave up after ${current.retries} ${current.retries === 1 ? "retry" : "retries"})`);
+      return;
+    }
+    state.commit(current, { retries: current.retries + 1, job: null, cmdId: null, jobTry: current.jobTry + 1 });
+    events.append(a.round, a.number, "attempt.retry", { reason, retry: current.retries + 1, inMs: decision.delayMs });
+    timers.schedule({ kind: "attempt", round: a.round, attempt: a.number }, Date.now() + decision.delayMs);
+  }
+
+  private async createSandbox(a: AttemptState): Promise<void> {
+    const { state, events, env, sandboxes } = this.core;
+    const run = state.requireRun();
+    const labels = {
+      "multishot-run": run.id,
+      "multishot-round": String(a.round),
+      "multishot-attempt": `${run.id}:${a.round}:${a.number}`,
+      "multishot-account": run.accountId,
+    };
+    // A create that was asked for before may have made a sandbox whose id never reached us (a crash, a
+    // timeout, a reset): find it by its labels and adopt it, and delete any that cannot be used.
+    if (a.createRequestedAt !== null) {
+      const found = await sandboxes.findByLabels(labels);
+      const usable = found.filter((s) => s.state === "started" || s.state === "starting" || s.state === "creating");
+      const keep = usable[0];
+      await Promise.all(found.filter((s) => s !== keep).map((s) => sandboxes.delete(s.id)));
+      if (keep) {
+        events.append(a.round, a.number, "sandbox.adopted", { sandboxId: keep.id });
+        return this.sandboxReady(a, keep.id);
+      }
+    }
+    const requested = state.commit(a, { createRequestedAt: Date.now() });
+    if (!requested) return;
+    const spec: SandboxSpec = {
+      labels,
+      envVars: {
+        ...AGENTS[run.request.agent].sandboxEnv(env),
+        MULTISHOT_RUN: run.id,
+        MULTISHOT_ROUND: String(a.round),
+        MULTISHOT_ATTEMPT: String(a.number),
+      },
+      autoStopInterval: AUTO_STOP_MINUTES,
+      autoDeleteInterval: AUTO_DELETE_MINUTES,
+      ...(env.DAYTONA_SNAPSHOT ? { snapshot: env.DAYTONA_SNAPSHOT } : {}),
+    };
+    this.sandboxReady(requested, await sandboxes.create(spec));
+  }
+
+  private sandboxReady(a: AttemptState, sandboxId: string): void {
+    const { state, events, timers } = this.core;
+    const timer = { kind: "attempt", round: a.round, attempt: a.number } as const;
+    const next = state.commit(a, { sandboxId, status: "installing_agent" });
+    if (!next) {
+      // The attempt ended while the sandbox was being made (a cancel): it must not outlive it.
+      const now = state.attempt(a.round, a.number);
+      if (now) state.commit(now, { cleanupPending: true, sandboxId: now.sandboxId ?? sandboxId });
+      return timers.schedule(timer, Date.now());
+    }
+    events.append(a.round, a.number, "sandbox.created", { sandboxId });
+    timers.schedule(timer, Date.now());
+  }
+
+  /** The phases that run a job in the sandbox: start it once, then wait for its exit report or poll. */
+  private async advanceJob(a: AttemptState): Promise<void> {
+    const job = jobOf(a.status);
+    const sandboxId = a.sandboxId;
+    if (!job || !sandboxId) return this.fail(a, `no job for ${a.status}`);
+    if (a.job !== job || !a.cmdId) return this.startJob(a, job, sandboxId);
+
+    const reported = this.ingest.reportedExit(a.round, a.number, job, a.jobTry);
+    const exitCode = reported?.exitCode ?? (await this.core.sandboxes.commandExitCode(sandboxId, SESSION, a.cmdId));
+    if (exitCode === undefined) {
+      // Unless the attempt changed meanwhile (a cancel, a deadline: they scheduled their own wake-up).
+      // Early polls for each job started, a retried one too: counted from its own start.
+      const since = a.jobStartedAt ?? a.timestamps[a.status] ?? Date.now();
+      if (this.core.state.attempt(a.round, a.number)?.version === a.version) {
+        this.core.timers.schedule({ kind: "attempt", round: a.round, attempt: a.number }, Date.now() + nextPollMs(retryPolicy(this.core.env), Date.now() - since));
+      }
+      return;
+    }
+    if (!reported) this.core.events.append(a.round, a.number, "job.exit_polled", { job, exitCode });
+    await this.onJobExit(a, job, sandboxId, exitCode);
+  }
+
+  private async startJob(a: AttemptState, job: AttemptJobName, sandboxId: string): Promise<void> {
+    const { state, events, timers, env, sandboxes } = this.core;
+    const run = state.requireRun();
+    let homeDir = a.homeDir;
+    if (job === "install" || !homeDir) {
+      homeDir ??= await homeDirOf(sandboxes, sandboxId);
+      const files = await this.inputs.attemptFiles(a);
+      await sandboxes.uploadFiles(sandboxId, files.map((f) => ({ path: `${homeDir}/${f.path}`, content: f.content })));
+    }
+
+    // "Starting" is written down before the command is, so that a step repeated after a crash looks
+    // for the command it may have started (by its marker) instead of starting it twice.
+    let current: AttemptState | null = a;
+    if (a.job !== job) {
+      current = state.commit(a, { job, cmdId: null, homeDir });
+      if (!current) return;
+    }
+    const existing = a.job === job ? await sandboxes.findCommand(sandboxId, SESSION, jobMarker(job, a.jobTry)) : null;
+    const report = await ingestUrl(env, run.id, a.round, a.number);
+    const cmdId = existing?.cmdId ?? (await sandboxes.startCommand(sandboxId, SESSION, jobCommand(job, a.jobTry, report)));
+
+    const minutes = jobMinutes(job, run.request.limits?.attemptMinutes);
+    const now = Date.now();
+    const started = state.commit(current, { cmdId, jobStartedAt: now, deadlineAt: now + minutes * 60_000 });
+    if (!started) return;
+    events.append(a.round, a.number, "job.started", { job, try: a.jobTry });
+    timers.schedule({ kind: "deadline", round: a.round, attempt: a.number }, now + minutes * 60_000);
+    // The exit report normally wakes us; the poll is the safety net (soon at first, then every pollMs).
+    timers.schedule({ kind: "attempt", round: a.round, attempt: a.number }, now + nextPollMs(retryPolicy(env), 0));
+  }
+
+  private async onJobExit(a: AttemptState, job: AttemptJobName, sandboxId: string, exitCode: number): Promise<void> {
+    if (job === "agent") await this.ingest.recoverTranscript(a, sandboxId);
+    const outcome = exitOutcome(job, exitCode);
+    if (outcome === "collect") return this.collectResult(a, sandboxId);
+    if (outcome === "advance") {
+      const patch: Partial<AttemptState> = { status: phaseAfter(a.status)! };
+      if (job === "agent") patch.exitCode = 0;
+      if (this.core.state.commit(a, patch)) this.core.timers.schedule({ kind: "attempt", round: a.round, attempt: a.number }, Date.now());
+      return;
+    }
+    const summary = job === "agent" ? this.ingest.agentSummary(a) : null;
+    const reason = exitReason(job, exitCode, await jobTail(this.core.sandboxes, sandboxId, job), summary);
+    if (outcome === "retry") return this.retryOrFail(a, reason);
+    return this.fail(a, reason, job === "agent" ? { exitCode, summary } : {});
+  }
+
+  /** Reads the diff, the verify result and the agent log, stores patch and log in R2, and ends the attempt. */
+  private async collectResult(a: AttemptState, sandboxId: string): Promise<void> {
+    const { state, timers, env, sandboxes, redact } = this.core;
+    const run = state.requireRun();
+    // One round trip for everything: numstat, verify exit and tail, the patch, the agent's log.
+    const sep = `@@multishot-${crypto.randomUUID()}@@`;
+    const res = await sandboxes.exec(
+      sandboxId,
+      `cd "${MS_DIR}" && cat diff.numstat; echo ${sep}; cat verify.exit 2>/dev/null; echo ${sep}; ` +
+        `tail -c 4000 verify.out 2>/dev/null; echo ${sep}; head -c ${MAX_ARTIFACT_BYTES} diff.patch; echo ${sep}; ` +
+        `head -c ${MAX_ARTIFACT_BYTES} jobs/agent.out`,
+      120,
+    );
+    const [numstat = "", verifyExit = "", verifyTail = "", patch = "", log = ""] = res.output.split(`${sep}\n`);
+    const verify: VerifyResult | null =
+      run.request.verify && verifyExit.trim() !== ""
+        ? { command: run.request.verify, exitCode: Number(verifyExit.trim()), passed: Number(verifyExit.trim()) === 0, outputTail: verifyTail.slice(-4000) }
+        : null;
+    await Promise.all([
+      env.ARTIFACTS.put(attemptArtifactKey(run.id, a.round, a.number, "diff.patch"), redact(patch), { httpMetadata: { contentType: "text/x-diff" } }),
+      env.ARTIFACTS.put(attemptArtifactKey(run.id, a.round, a.number, "agent.log"), redact(log), { httpMetadata: { contentType: "application/x-ndjson" } }),
+    ]);
+
+    const done = state.commit(a, { status: "done", diffStats: parseNumstat(numstat), verify, summary: this.ingest.agentSummary(a), deadlineAt: null });
+    if (!done) return;
+    timers.unschedule({ kind: "deadline", round: a.round, attempt: a.number });
+    timers.unschedule({ kind: "attempt", round: a.round, attempt: a.number });
+    if (verify?.passed) this.host.verified(done);
+    this.host.attemptEnded();
+  }
+}

@@ -1,0 +1,61 @@
+// Giving sandboxes back. An ended attempt's sandbox is marked for deletion (`release`, or by ending the
+// attempt) and deleted by the attempt's next step (`cleanup`), which also deletes any stray sandbox
+// carrying the attempt's labels (a create whose answer was lost). A failed delete is retried with backoff
+// a few times; the scheduled sweep (src/sweep.ts) is the net behind it.
+import { describeSandboxError } from "../sandbox/errors.ts";
+import type { RunCore } from "./core.ts";
+import { backoffMs, retryPolicy } from "./retry.ts";
+import type { AttemptState } from "./state.ts";
+
+/** Tries at deleting an ended attempt's sandbox before leaving it to the scheduled sweep. */
+const CLEANUP_TRIES = 8;
+
+export class SandboxCleanup {
+  private readonly core: RunCore;
+
+  constructor(core: RunCore) {
+    this.core = core;
+  }
+
+  /** Gives an ended attempt's sandbox back (deleted by its next step). */
+  release(a: AttemptState): void {
+    const { state, timers } = this.core;
+    const current = state.attempt(a.round, a.number);
+    if (!current || !current.sandboxId || current.cleanupPending || current.sandboxDeleted) return;
+    state.commit(current, { cleanupPending: true });
+    timers.schedule({ kind: "attempt", round: a.round, attempt: a.number }, Date.now());
+  }
+
+  /** Deletes an ended attempt's sandbox (and any other carrying its labels); a failed delete is retried. */
+  async cleanup(a: AttemptState): Promise<void> {
+    const { state, timers, events, sandboxes } = this.core;
+    const timer = { kind: "attempt", round: a.round, attempt: a.number } as const;
+    if (!a.cleanupPending) return timers.unschedule(timer);
+    const run = state.requireRun();
+    try {
+      if (a.sandboxId) await sandboxes.delete(a.sandboxId);
+      if (a.createRequestedAt !== null) {
+        const strays = await sandboxes.findByLabels({ "multishot-attempt": `${run.id}:${a.round}:${a.number}` });
+        await Promise.all(strays.map((s) => sandboxes.delete(s.id)));
+      }
+      const current = state.attempt(a.round, a.number);
+      if (current) state.commit(current, { cleanupPending: false, sandboxDeleted: true });
+      events.append(a.round, a.number, "sandbox.deleted", { sandboxId: a.sandboxId });
+      timers.unschedule(timer);
+    } catch (err) {
+      // Backing off up to the cap; the scheduled sweep is the net behind this, so the object's alarm
+      // never spins on a delete that keeps failing.
+      const current = state.attempt(a.round, a.number);
+      const tries = (current?.cleanupTries ?? 0) + 1;
+      if (current) state.commit(current, { cleanupTries: tries });
+      const reason = describeSandboxError(err);
+      if (tries >= CLEANUP_TRIES) {
+        events.append(a.round, a.number, "sandbox.delete_failed", { sandboxId: a.sandboxId, reason, tries });
+        if (current) state.commit(state.attempt(a.round, a.number)!, { cleanupPending: false });
+        return timers.unschedule(timer);
+      }
+      console.error(`deleting the sandbox of attempt ${a.round}:${a.number} failed; will retry`, reason);
+      timers.schedule(timer, Date.now() + backoffMs(retryPolicy(this.core.env), tries));
+    }
+  }
+}

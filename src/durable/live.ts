@@ -1,0 +1,154 @@
+// Watching a run live: the event log as Server-Sent Events, and hibernatable WebSockets that get each
+// event as it is appended and the run's view shortly after each change. A share link's streams end when
+// the link expires or is revoked.
+import type { EventLog } from "./event-log.ts";
+import type { RunEvent } from "./state.ts";
+import type { RunView } from "./view.ts";
+
+/** How soon after a change live sockets get the run's new view (changes in between share one push). */
+const VIEW_PUSH_MS = 150;
+/** How often an open event stream looks for new events. */
+const SSE_TICK_MS = 250;
+
+export interface LiveHost {
+  ctx: DurableObjectState;
+  events: EventLog;
+  /** The run's view, or null before it starts. */
+  view(): RunView | null;
+}
+
+export class Live {
+  private readonly host: LiveHost;
+  /** Share links revoked while this instance lives: their open SSE streams end. */
+  private readonly revokedLinks = new Set<string>();
+  private viewPushTimer: ReturnType<typeof setTimeout> | null = null;
+
+  constructor(host: LiveHost) {
+    this.host = host;
+  }
+
+  /** An appended event: live sockets get it now, and the view soon (a transcript entry changes no view). */
+  onEvent(event: RunEvent): void {
+    if (this.host.ctx.getWebSockets().length === 0) return;
+    this.broadcast(JSON.stringify({ type: "event", event }));
+    if (!event.type.startsWith("agent.")) this.scheduleViewPush();
+  }
+
+  /**
+   * The event log as SSE: every event after `after` (each with its `id:`, so a client resumes with
+   * Last-Event-ID and loses or repeats nothing), then new ones as they are appended, until the client goes
+   * away. The stream reads the log from storage on its own short tick, so it never shares an I/O object
+   * with the alarm's steps.
+   */
+  events(after: number, link: string | null, linkExpiresAt: number | null): Response {
+    const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
+    const writer = writable.getWriter();
+    const encoder = new TextEncoder();
+    const send = (text: string) => writer.write(encoder.encode(text));
+    const pump = async () => {
+      let last = after;
+      let idle = 0;
+      try {
+        await send(": multishot run events\n\n");
+        for (;;) {
+          if (linkExpiresAt !== null && Date.now() >= linkExpiresAt) return await this.end(writer, send, "link.expired");
+          if (link !== null && this.revokedLinks.has(link)) return await this.end(writer, send, "link.revoked");
+          const batch = this.host.events.after(last, 200);
+          for (const e of batch) {
+            await send(`id: ${e.seq}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
+            last = e.seq;
+          }
+          if (batch.length === 200) continue;
+          idle = batch.length ? 0 : idle + 1;
+          // A comment now and then keeps proxies from closing a quiet stream.
+          if (idle > 0 && idle % 60 === 0) await send(": keep-alive\n\n");
+          await new Promise((r) => setTimeout(r, SSE_TICK_MS));
+        }
+      } catch {
+        // The client went away.
+      }
+    };
+    this.host.ctx.waitUntil(pump());
+    return new Response(readable, { headers: { "content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no" } });
+  }
+
+  /**
+   * A live WebSocket (hibernatable: the object may sleep while sockets stay open). It first gets every
+   * event after `after` (if given), then `{type: "snapshot", seq, run}`, then each new event as
+   * `{type: "event", event}` and the run's view as `{type: "run", seq, run}` shortly after it changes.
+   * Nothing awaits between reading the log and accepting the socket, so no event falls in between.
+   */
+  accept(request: Request, after: number, link: string | null, linkExpiresAt: number | null): Response {
+    if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+      return jsonError(426, "upgrade_required", "connect with a WebSocket", { upgrade: "websocket" });
+    }
+    // A link revoked between the route's check and this (closeLink already ran): refuse as the route would.
+    if (link !== null && this.revokedLinks.has(link)) return jsonError(404, "link_expired", "this share link has expired or was revoked");
+    const view = this.host.view();
+    if (!view) throw new Error("this run has not been started");
+    const { 0: client, 1: server } = new WebSocketPair();
+    this.host.ctx.acceptWebSocket(server, link ? [`link:${link}`] : []);
+    server.serializeAttachment({ linkExpiresAt });
+    if (Number.isInteger(after) && after > 0) {
+      for (let batch = this.host.events.after(after, 500); batch.length; batch = this.host.events.after(after, 500)) {
+        for (const event of batch) server.send(JSON.stringify({ type: "event", event }));
+        after = batch[batch.length - 1]!.seq;
+      }
+    }
+    server.send(JSON.stringify({ type: "snapshot", seq: this.host.events.lastSeq(), run: view }));
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  /** Closes the live sockets and streams a share link opened (it was revoked); answers how many sockets. */
+  closeLink(linkId: string): number {
+    // Its SSE streams (held in this instance's memory, as this set is) end at their next tick.
+    this.revokedLinks.add(linkId);
+    const sockets = this.host.ctx.getWebSockets(`link:${linkId}`);
+    for (const ws of sockets) tryClose(ws, 4001, "link revoked");
+    return sockets.length;
+  }
+
+  /** Pushes the run's view to live sockets soon after a change, at most every VIEW_PUSH_MS. */
+  scheduleViewPush(): void {
+    if (this.viewPushTimer !== null || this.host.ctx.getWebSockets().length === 0) return;
+    this.viewPushTimer = setTimeout(() => {
+      this.viewPushTimer = null;
+      const view = this.host.view();
+      if (view) this.broadcast(JSON.stringify({ type: "run", seq: this.host.events.lastSeq(), run: view }));
+    }, VIEW_PUSH_MS);
+  }
+
+  /** Sends to every open live socket; one whose link expired is closed, one that fails is dropped. */
+  private broadcast(message: string): void {
+    const now = Date.now();
+    for (const ws of this.host.ctx.getWebSockets()) {
+      const expiresAt = (ws.deserializeAttachment() as { linkExpiresAt?: number | null } | null)?.linkExpiresAt;
+      if (expiresAt && now >= expiresAt) {
+        tryClose(ws, 4001, "link expired");
+        continue;
+      }
+      try {
+        ws.send(message);
+      } catch {
+        tryClose(ws, 1011, "send failed");
+      }
+    }
+  }
+
+  private async end(writer: WritableStreamDefaultWriter<Uint8Array>, send: (t: string) => Promise<void>, event: string): Promise<void> {
+    await send(`event: ${event}\ndata: {}\n\n`);
+    await writer.close();
+  }
+}
+
+function tryClose(ws: WebSocket, code: number, reason: string): void {
+  try {
+    ws.close(code, reason);
+  } catch {
+    // Gone.
+  }
+}
+
+function jsonError(status: number, code: string, message: string, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify({ error: { code, message } }), { status, headers: { "content-type": "application/json", ...headers } });
+}
