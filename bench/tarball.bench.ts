@@ -1,6 +1,7 @@
 // P3 tarball round trip, measured side by side in one run:
-//   multishot: a winner's workspace of --mb megabytes (incompressible) packed in its sandbox, streamed
-//              through the Worker into R2, then streamed from R2 into the 4 sandboxes of the next round;
+//   multishot: a winner's workspace of --mb megabytes (incompressible) packed in its sandbox into parts,
+//              pulled by the Worker through the toolbox into R2, then pushed by the Worker from R2 through
+//              the toolbox into the 4 sandboxes of the next round (no sandbox connects to the Worker);
 //   raw:       the same bytes with plain `tar -cz | curl -T -` to a loopback sink, then 4 parallel
 //              `curl | tar -xz` from it, on the same machine.
 // It prints the throughput ratio (goal >= 0.5) and the Worker process's peak memory growth while the

@@ -15,7 +15,6 @@ import { rounds } from "./routes/rounds.ts";
 import { runs } from "./routes/runs.ts";
 import { share } from "./routes/share.ts";
 import { slack } from "./routes/slack.ts";
-import { transfer } from "./routes/transfer.ts";
 import { webhooks } from "./routes/webhooks.ts";
 import { scheduledSweep } from "./sweep.ts";
 
@@ -34,7 +33,6 @@ export const app = new Hono<AppEnv>()
   .route("/r", page)
   .route("/ingest", ingest)
   .route("/llm", llm)
-  .route("/", transfer)
   .route("/", slack)
   .route("/", webhooks)
   .notFound((c) => c.json(errorBody("not_found", `no route for ${c.req.method} ${new URL(c.req.url).pathname}`), 404))

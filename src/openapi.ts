@@ -212,10 +212,6 @@ export const OPERATIONS: Operation[] = [
     responses: { 200: json("recorded", fields("ok")), 410: "the attempt has ended" } },
   { method: "post", path: "/llm/:run/:round/:attempt/:sig/*", tag: internal, summary: "The credential gateway: POST v1/messages and v1/messages/count_tokens, forwarded with the real key", auth: "signed", rawBody: "a Messages API request",
     responses: { 200: "the Messages API's answer, streamed back unchanged", "4XX": json("refused (the attempt is over, the budget is spent, not a forwarded call), in the Messages API's own error shape", fields("type", "error")) } },
-  { method: "put", path: "/upload/:run/:round/:try/:expires/:sig/parts/:n", tag: internal, summary: "One part of a winner's tarball (X-Part-SHA256), into an R2 multipart upload", auth: "signed", rawBody: "application/octet-stream, with Content-Length",
-    responses: { 200: json("stored", fields("part", "etag", "size")), 410: "expired, or not the current upload", 422: "the part's SHA-256 does not match" } },
-  { method: "post", path: "/upload/:run/:round/:try/:expires/:sig/complete", tag: internal, summary: "Complete a winner's upload once its parts and sizes check", auth: "signed", rawBody: "application/json", responses: { 200: "completed" } },
-  { method: "get", path: "/download/:run/:round/:expires/:sig", tag: internal, summary: "A winner's tarball, for a next round's seed", auth: "signed", responses: { 200: media("the tarball", "application/gzip"), 410: "expired" } },
 ];
 
 // ---------------------------------------------------------------- the document

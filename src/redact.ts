@@ -17,10 +17,10 @@ const SECRET_NAMES = [
 export type Redact = (text: string) => string;
 
 /**
- * Signed URLs a sandbox holds (its credential gateway, ingest, transfers): their signature is a bearer
+ * Signed URLs a sandbox holds (its credential gateway, ingest): their signature is a bearer
  * credential, so an agent that prints its environment must not put one in a transcript or a page.
  */
-const SIGNED_PATH = /(\/(?:llm|ingest)\/[^/\s"'\\]+\/\d+\/\d+\/)[A-Za-z0-9_-]{20,}|(\/(?:upload|download)\/[^/\s"'\\]+\/\d+\/\d+(?:\/\d+)?\/)[A-Za-z0-9_-]{20,}/g;
+const SIGNED_PATH = /(\/(?:llm|ingest)\/[^/\s"'\\]+\/\d+\/\d+\/)[A-Za-z0-9_-]{20,}/g;
 
 export function redactorFor(env: Env): Redact {
   const record = env as unknown as Record<string, unknown>;
@@ -30,7 +30,7 @@ export function redactorFor(env: Env): Redact {
   return (text) => {
     let out = text;
     for (const s of secrets) if (out.includes(s)) out = out.split(s).join("[redacted]");
-    return out.replace(SIGNED_PATH, (_m, a: string | undefined, b: string | undefined) => `${a ?? b}[redacted]`);
+    return out.replace(SIGNED_PATH, (_m, prefix: string) => `${prefix}[redacted]`);
   };
 }
 

@@ -1,8 +1,6 @@
-// Signed URLs that sandboxes use to talk to the Worker without an API key:
+// Signed URLs that sandboxes use to talk to the Worker without an API key, when they can reach it at all
+// (on Daytona's Tiers 1 and 2 they cannot: nothing a run needs depends on these):
 // - ingest:   POST /ingest/<run>/<round>/<attempt>/<sig>, the runner's reports; dies with its attempt.
-// - upload:   /upload/<run>/<round>/<try>/<expires>/<sig>/..., the winner's tarball parts and completion;
-//             expiring, and only good while that packing try is the current one.
-// - download: GET /download/<run>/<round>/<expires>/<sig>, a winner's tarball for the next round's seed.
 // - llm:      /llm/<run>/<round>/<attempt>/<sig>/v1/..., the attempt's credential gateway; dies with it.
 // Each signature is an HMAC of the purpose and every path part, so no URL can be bent to another use.
 import { base64url, hmacSha256, timingSafeEqualStrings } from "./crypto.ts";
@@ -16,7 +14,7 @@ export function signingSecret(env: Env): string {
   throw new ApiError(500, "misconfigured", "MULTISHOT_SIGNING_SECRET is not set");
 }
 
-type Purpose = "ingest" | "upload" | "download" | "llm";
+type Purpose = "ingest" | "llm";
 
 async function sign(env: Env, purpose: Purpose, parts: (string | number)[]): Promise<string> {
   return base64url(await hmacSha256(signingSecret(env), `${purpose}:${parts.join(":")}`));
@@ -30,16 +28,6 @@ export async function verifySignature(env: Env, purpose: Purpose, parts: (string
 
 export async function ingestUrl(env: Env, runId: string, round: number, attempt: number): Promise<string> {
   return `${base(env)}/ingest/${runId}/${round}/${attempt}/${await sign(env, "ingest", [runId, round, attempt])}`;
-}
-
-export async function uploadUrl(env: Env, runId: string, round: number, packTry: number, expiresAt: number): Promise<string> {
-  const sig = await sign(env, "upload", [runId, round, packTry, expiresAt]);
-  return `${base(env)}/upload/${runId}/${round}/${packTry}/${expiresAt}/${sig}`;
-}
-
-export async function downloadUrl(env: Env, runId: string, round: number, expiresAt: number): Promise<string> {
-  const sig = await sign(env, "download", [runId, round, expiresAt]);
-  return `${base(env)}/download/${runId}/${round}/${expiresAt}/${sig}`;
 }
 
 /** The attempt's credential gateway: its agent's ANTHROPIC_BASE_URL in API-key mode. */

@@ -210,6 +210,8 @@ export class AttemptSteps {
       const files = await this.inputs.attemptFiles(a);
       await sandboxes.uploadFiles(sandboxId, files.map((f) => ({ path: `${homeDir}/${f.path}`, content: f.content })));
     }
+    // A next round's base goes in before its seed job starts: the Worker carries it, not the sandbox.
+    if (job === "seed") await this.inputs.pushBase(a, sandboxId, homeDir);
 
     // "Starting" is written down before the command is, so that a step repeated after a crash looks
     // for the command it may have started (by its marker) instead of starting it twice.

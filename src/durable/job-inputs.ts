@@ -4,14 +4,14 @@ import { AGENTS } from "../agents/index.ts";
 import jobRunnerSource from "../agents/run-job.agent.sh";
 import runnerSource from "../agents/runner.agent.mjs";
 import { DEFAULT_MAX_TURNS } from "../run-request.ts";
-import { downloadUrl, llmGatewayUrl } from "../signed-urls.ts";
+import { tarballKey } from "../artifact-keys.ts";
+import { llmGatewayUrl } from "../signed-urls.ts";
 import { ATTEMPT_JOB_NAMES, type AttemptJobName } from "../vocabulary.ts";
 import type { RunCore } from "./core.ts";
-import { agentScript, collectScript, seedScript, verifyScript, type SeedSource } from "./jobs.ts";
+import { agentScript, BASE_DIR, collectScript, seedScript, verifyScript, type SeedSource } from "./jobs.ts";
+import { retryPolicy } from "./retry.ts";
+import { partFile, pushRange } from "./transfer.ts";
 import type { AttemptState } from "./state.ts";
-
-/** How long a next round's download URL for its base tarball stays good. */
-const DOWNLOAD_URL_TTL_MS = 6 * 60 * 60_000;
 
 export interface SandboxFile {
   /** Relative to the sandbox user's home. */
@@ -57,7 +57,7 @@ export class JobInputs {
       case "install":
         return AGENTS[req.agent].installScript();
       case "seed":
-        return seedScript(req, a.round, await this.seedSource(a.round));
+        return seedScript(req, a.round, this.seedSource(a.round));
       case "agent": {
         // API-key mode: the agent gets its attempt's gateway URL, never the key.
         const gateway = env.ANTHROPIC_API_KEY ? await llmGatewayUrl(env, run.id, a.round, a.number) : null;
@@ -69,22 +69,43 @@ export class JobInputs {
     }
   }
 
-  private async seedSource(roundNo: number): Promise<SeedSource> {
-    const { env, state } = this.core;
+  /**
+   * A round that starts from a stored winner: its tarball goes into the sandbox in parts, streamed from
+   * R2 by the Worker, before the seed job unpacks and checks it. Nothing for a round without one.
+   */
+  async pushBase(a: AttemptState, sandboxId: string, homeDir: string): Promise<void> {
+    const { env, sandboxes } = this.core;
+    const source = this.baseTarball(a.round);
+    if (!source) return;
+    const head = await env.ARTIFACTS.head(source.key);
+    if (!head) throw new Error(`the stored winner ${source.key} is missing from R2`);
+    const partBytes = retryPolicy(env).partBytes;
+    const parts = Math.max(1, Math.ceil(head.size / partBytes));
+    for (let n = 1; n <= parts; n++) {
+      const offset = (n - 1) * partBytes;
+      await pushRange(env.ARTIFACTS, source.key, { offset, length: Math.min(partBytes, head.size - offset) }, sandboxes, sandboxId, partFile(`${homeDir}/${BASE_DIR}`, n));
+    }
+  }
+
+  /** Where a round's base tarball is in R2, when it starts from a winner. */
+  private baseTarball(roundNo: number): { key: string; sha256: string } | null {
+    const { state } = this.core;
+    const round = state.round(roundNo)!;
+    if (round.baseWinner) return { key: tarballKey(round.baseWinner.runId, round.baseWinner.round), sha256: round.baseWinner.sha256 };
+    if (round.fromRound === null) return null;
+    const from = state.round(round.fromRound)!;
+    return { key: tarballKey(state.requireRun().id, from.number), sha256: from.tarball!.sha256 };
+  }
+
+  private seedSource(roundNo: number): SeedSource {
+    const { state } = this.core;
     const round = state.round(roundNo)!;
     if (round.baseWinner) {
       const b = round.baseWinner;
-      const url = await downloadUrl(env, b.runId, b.round, Date.now() + DOWNLOAD_URL_TTL_MS);
-      return { kind: "winner", url, sha256: b.sha256, fromRound: b.round, winnerAttempt: b.attempt, fromRun: b.runId };
+      return { kind: "winner", sha256: b.sha256, fromRound: b.round, winnerAttempt: b.attempt, fromRun: b.runId };
     }
     if (round.fromRound === null) return { kind: "run-base" };
     const from = state.round(round.fromRound)!;
-    return {
-      kind: "winner",
-      url: await downloadUrl(env, state.requireRun().id, from.number, Date.now() + DOWNLOAD_URL_TTL_MS),
-      sha256: from.tarball!.sha256,
-      fromRound: from.number,
-      winnerAttempt: from.winnerAttempt!,
-    };
+    return { kind: "winner", sha256: from.tarball!.sha256, fromRound: from.number, winnerAttempt: from.winnerAttempt! };
   }
 }

@@ -160,7 +160,7 @@ export class Rounds {
       winnerAttempt: winner.number,
       winnerStatus: "packing",
       winnerError: null,
-      pack: { try: (round.pack?.try ?? 0) + 1, retries: 0, uploadId: null, cmdId: null, startedAt: null },
+      pack: { try: (round.pack?.try ?? 0) + 1, retries: 0, cmdId: null, startedAt: null, uploadId: null, manifest: null },
     });
     events.append(round.number, winner.number, "winner.selected", { attempt: winner.number });
     for (const other of state.attempts(round.number)) {

@@ -32,7 +32,7 @@ import { DEFAULT_PREVIEW_IDLE_MINUTES, Previews, type PreviewResult } from "./pr
 import { Rounds } from "./rounds.ts";
 import { RunStore } from "./run-state.ts";
 import { Scheduler, type TimerHandlers } from "./scheduler.ts";
-import type { RunEvent, UploadedPart, WakeUps } from "./state.ts";
+import type { RunEvent, WakeUps } from "./state.ts";
 import { transcriptLine } from "./transcript.ts";
 import { toRunView, type RunView } from "./view.ts";
 import { WakeUpMeter } from "./wake-ups.ts";
@@ -237,20 +237,6 @@ export class RunCoordinator extends DurableObject<Env> {
 
   async startRound(req: RoundRequest): Promise<Outcome<RunView>> {
     return this.changed(this.rounds.next(req));
-  }
-
-  async uploadTarget(round: number, packTry: number): Promise<{ key: string; uploadId: string } | null> {
-    return this.winner.uploadTarget(round, packTry);
-  }
-
-  async recordPart(round: number, packTry: number, part: UploadedPart): Promise<boolean> {
-    return this.winner.recordPart(round, packTry, part);
-  }
-
-  async completeWinner(round: number, packTry: number, claim: { parts: number; size: number; sha256: string }): Promise<Outcome<{ size: number }>> {
-    const outcome = await this.winner.complete(round, packTry, claim);
-    if ("ok" in outcome) await this.afterChange();
-    return outcome;
   }
 
   /** A report from an attempt's runner: agent output lines, or a job's exit code. */

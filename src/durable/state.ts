@@ -21,13 +21,24 @@ export interface Tarball {
   sha256: string;
 }
 
-/** Packing the winner's workspace: one try is one multipart upload, started by one pack job. */
+/** A packed file's parts as the pack job measured them: the whole file's size and SHA-256, then each part's. */
+export interface PartManifest {
+  size: number;
+  sha256: string;
+  parts: { size: number; sha256: string }[];
+}
+
+/**
+ * Packing the winner's workspace: one try is one pack job in the winner's sandbox (its command), then one
+ * R2 multipart upload the Worker pulls the job's parts into (its manifest says what the parts must be).
+ */
 export interface PackState {
   try: number;
   retries: number;
-  uploadId: string | null;
   cmdId: string | null;
   startedAt: number | null;
+  uploadId: string | null;
+  manifest: PartManifest | null;
 }
 
 export interface RoundState {

@@ -1,24 +1,23 @@
-// A picked winner's workspace on its way to R2 (table `upload_parts`). One try packs the workspace in the
-// winner's sandbox and streams it, in parts, through the Worker's upload route into an R2 multipart
-// upload; the route hashes each part and records it here; `complete` checks every part and the size and
-// only then completes the upload, so no partial object is ever visible. A try that fails (the job dies,
-// an upload breaks) is aborted, and the next try starts a fresh upload after a backoff.
+// A picked winner's workspace on its way to R2 (table `upload_parts`). One try runs a pack job in the
+// winner's sandbox that leaves the tarball there in parts beside a manifest (sizes and SHA-256s); then the
+// Worker pulls each part through the toolbox into an R2 multipart upload (transfer.ts), checking each
+// against the manifest and recording it, so a try resumes where a crash left it; the upload is completed
+// only when every part is in and the sizes add up, so no partial object is ever visible. Nothing needs a
+// connection from the sandbox. A try that fails is aborted, and the next starts afresh after a backoff.
 import { tarballKey } from "../artifact-keys.ts";
 import { describeSandboxError } from "../sandbox/errors.ts";
-import { ingestUrl, uploadUrl } from "../signed-urls.ts";
+import { ingestUrl } from "../signed-urls.ts";
 import type { SandboxCleanup } from "./cleanup.ts";
-import { refuse, type Outcome } from "./contract.ts";
 import { homeDirOf, jobTail, SESSION, type RunCore } from "./core.ts";
 import { retryDecision } from "./decisions.ts";
 import type { Ingest } from "./ingest.ts";
-import { jobCommand, packScript } from "./jobs.ts";
-import { backoffMs, retryPolicy } from "./retry.ts";
+import { jobCommand, packDir, packScript } from "./jobs.ts";
+import { backoffMs, nextPollMs, retryPolicy } from "./retry.ts";
 import type { RoundState, UploadedPart } from "./state.ts";
+import { parseManifest, partFile, pullPart } from "./transfer.ts";
 
-/** How long one try at packing and uploading a winner may take. */
+/** How long one try at packing and storing a winner may take. */
 const PACK_MINUTES = 60;
-/** How long a winner's upload URL stays good. */
-const UPLOAD_URL_TTL_MS = 6 * 60 * 60_000;
 
 type Row = Record<string, SqlStorageValue>;
 
@@ -38,7 +37,7 @@ export class WinnerTransfer {
     this.background = parts.background;
   }
 
-  /** The winner timer's handler: start a try, or look at the running one. */
+  /** The winner timer's handler: start a try's pack job, wait for it, then carry its parts into R2. */
   async step(roundNo: number): Promise<void> {
     const { state, timers, events, env, sandboxes } = this.core;
     const timer = { kind: "winner", round: roundNo } as const;
@@ -50,46 +49,62 @@ export class WinnerTransfer {
     const sandboxId = winner.sandboxId!;
     const policy = retryPolicy(env);
     try {
-      if (!pack.uploadId) {
+      if (!pack.cmdId) {
         // A finished attempt's sandbox may have been stopped for idling since: start it again.
         await sandboxes.ensureStarted(sandboxId);
-        const upload = await env.ARTIFACTS.createMultipartUpload(tarballKey(run.id, roundNo), { httpMetadata: { contentType: "application/gzip" } });
-        state.putRound({ ...round, pack: { ...pack, uploadId: upload.uploadId, cmdId: null } });
-        const url = await uploadUrl(env, run.id, roundNo, pack.try, Date.now() + UPLOAD_URL_TTL_MS);
         const homeDir = winner.homeDir ?? (await homeDirOf(sandboxes, sandboxId));
-        await sandboxes.uploadFiles(sandboxId, [
-          { path: `${homeDir}/.multishot/jobs/pack.sh`, content: packScript(run.request, url, policy.partBytes, pack.try) },
-        ]);
+        await sandboxes.uploadFiles(sandboxId, [{ path: `${homeDir}/.multishot/jobs/pack.sh`, content: packScript(run.request, policy.partBytes, pack.try) }]);
         const report = await ingestUrl(env, run.id, roundNo, winner.number);
         const cmdId = await sandboxes.startCommand(sandboxId, SESSION, jobCommand("pack", pack.try, report));
-        const now = state.round(roundNo)!;
-        if (now.pack?.try === pack.try) state.putRound({ ...now, pack: { ...now.pack, cmdId, startedAt: Date.now() } });
+        if (!this.current(roundNo, pack.try)) return;
+        state.putRound({ ...state.round(roundNo)!, pack: { ...pack, cmdId, startedAt: Date.now() } });
         events.append(roundNo, winner.number, "winner.packing", { try: pack.try });
-        return timers.schedule(timer, Date.now() + policy.pollMs);
+        return timers.schedule(timer, Date.now() + nextPollMs(policy, 0));
       }
       if (pack.startedAt !== null && Date.now() - pack.startedAt > PACK_MINUTES * 60_000) {
         await sandboxes.deleteSession(sandboxId, SESSION).catch(() => {});
         return await this.retry(roundNo, pack.try, `packing the winner took longer than ${PACK_MINUTES} minutes`);
       }
-      const reported = this.ingest.reportedExit(roundNo, winner.number, "pack", pack.try);
-      const exitCode = reported?.exitCode ?? (pack.cmdId ? await sandboxes.commandExitCode(sandboxId, SESSION, pack.cmdId) : 1);
-      if (exitCode === undefined) return timers.schedule(timer, Date.now() + policy.pollMs);
-      if (state.round(roundNo)!.winnerStatus === "stored") return timers.unschedule(timer);
-      await this.retry(roundNo, pack.try, `packing the winner failed (exit ${exitCode}): ${await jobTail(sandboxes, sandboxId, "pack")}`);
+      let manifest = pack.manifest;
+      let uploadId = pack.uploadId;
+      if (!manifest || !uploadId) {
+        const reported = this.ingest.reportedExit(roundNo, winner.number, "pack", pack.try);
+        const exitCode = reported?.exitCode ?? (await sandboxes.commandExitCode(sandboxId, SESSION, pack.cmdId));
+        if (exitCode === undefined) return timers.schedule(timer, Date.now() + nextPollMs(policy, Date.now() - (pack.startedAt ?? Date.now())));
+        if (exitCode !== 0) {
+          return await this.retry(roundNo, pack.try, `packing the winner failed (exit ${exitCode}): ${await jobTail(sandboxes, sandboxId, "pack")}`);
+        }
+        const listed = await sandboxes.exec(sandboxId, `cat ${packDir(pack.try)}/manifest`);
+        manifest = parseManifest(listed.output);
+        if (!manifest) return await this.retry(roundNo, pack.try, `the pack job left no readable manifest: ${listed.output.slice(-300)}`);
+        uploadId = (await env.ARTIFACTS.createMultipartUpload(tarballKey(run.id, roundNo), { httpMetadata: { contentType: "application/gzip" } })).uploadId;
+        if (!this.current(roundNo, pack.try)) return;
+        state.putRound({ ...state.round(roundNo)!, pack: { ...pack, manifest, uploadId } });
+      }
+      const homeDir = winner.homeDir ?? (await homeDirOf(sandboxes, sandboxId));
+      const upload = env.ARTIFACTS.resumeMultipartUpload(tarballKey(run.id, roundNo), uploadId);
+      const have = new Set(this.parts(roundNo, pack.try).map((p) => p.part));
+      for (const [i, part] of manifest.parts.entries()) {
+        const number = i + 1;
+        if (have.has(number)) continue;
+        const path = partFile(`${homeDir}/.multishot/pack-${pack.try}`, number);
+        const uploaded = await pullPart(sandboxes, sandboxId, path, { number, ...part }, upload);
+        if (!this.recordPart(roundNo, pack.try, { part: number, etag: uploaded.etag, size: part.size })) return;
+      }
+      await this.complete(roundNo, pack.try, manifest);
     } catch (err) {
       await this.retry(roundNo, pack.try, `packing the winner failed: ${describeSandboxError(err)}`);
     }
   }
 
-  /** Where the upload route puts parts of a winner's tarball, while that packing try is current. */
-  uploadTarget(roundNo: number, packTry: number): { key: string; uploadId: string } | null {
+  /** Whether a packing try is still the round's current one (not stored, failed or moved on). */
+  private current(roundNo: number, packTry: number): boolean {
     const round = this.core.state.round(roundNo);
-    if (!round || round.winnerStatus !== "packing" || round.pack?.try !== packTry || !round.pack.uploadId) return null;
-    return { key: tarballKey(this.core.state.requireRun().id, roundNo), uploadId: round.pack.uploadId };
+    return round?.winnerStatus === "packing" && round.pack?.try === packTry;
   }
 
-  recordPart(roundNo: number, packTry: number, part: UploadedPart): boolean {
-    if (!this.uploadTarget(roundNo, packTry)) return false;
+  private recordPart(roundNo: number, packTry: number, part: UploadedPart): boolean {
+    if (!this.current(roundNo, packTry)) return false;
     this.sql.exec(
       `INSERT INTO upload_parts (round, try, part, etag, size) VALUES (?, ?, ?, ?, ?)
        ON CONFLICT(round, try, part) DO UPDATE SET etag=excluded.etag, size=excluded.size`,
@@ -104,31 +119,27 @@ export class WinnerTransfer {
   }
 
   /**
-   * Completes a packing try: every part must have arrived (each was checked against its SHA-256 as it
-   * streamed in) and add up to the size the sandbox measured. Only then does the object exist in R2.
+   * Completes a packing try: every part is in (each checked against its SHA-256 on the way) and they add
+   * up to the size the sandbox measured. Only then does the object exist in R2.
    */
-  async complete(roundNo: number, packTry: number, claim: { parts: number; size: number; sha256: string }): Promise<Outcome<{ size: number }>> {
+  private async complete(roundNo: number, packTry: number, manifest: { size: number; sha256: string; parts: unknown[] }): Promise<void> {
     const { state, events, timers, env } = this.core;
-    const target = this.uploadTarget(roundNo, packTry);
-    if (!target) return refuse(410, "gone", "this upload is not the current one");
-    const parts = this.parts(roundNo, packTry);
-    const expected = Array.from({ length: claim.parts }, (_, i) => i + 1);
-    if (parts.length !== claim.parts || !parts.every((p, i) => p.part === expected[i])) {
-      return refuse(409, "parts_missing", `expected parts 1..${claim.parts}, have ${parts.map((p) => p.part).join(",") || "none"}`);
-    }
-    const total = parts.reduce((n, p) => n + p.size, 0);
-    if (total !== claim.size) return refuse(409, "size_mismatch", `parts add up to ${total} bytes, not ${claim.size}`);
-    const object = await env.ARTIFACTS.resumeMultipartUpload(target.key, target.uploadId).complete(parts.map((p) => ({ partNumber: p.part, etag: p.etag })));
-    if (object.size !== claim.size) return refuse(409, "size_mismatch", `R2 holds ${object.size} bytes, not ${claim.size}`);
     const round = state.round(roundNo)!;
-    if (round.winnerStatus !== "packing" || round.pack?.try !== packTry) return refuse(410, "gone", "this upload is not the current one");
-    state.putRound({ ...round, winnerStatus: "stored", winnerError: null, tarball: { key: target.key, size: claim.size, sha256: claim.sha256 } });
-    events.append(roundNo, round.winnerAttempt, "winner.stored", { size: claim.size, sha256: claim.sha256, parts: claim.parts });
+    const parts = this.parts(roundNo, packTry);
+    const total = parts.reduce((n, p) => n + p.size, 0);
+    if (parts.length !== manifest.parts.length || total !== manifest.size) {
+      return this.retry(roundNo, packTry, `the parts stored add up to ${parts.length} parts and ${total} bytes, not ${manifest.parts.length} and ${manifest.size}`);
+    }
+    const key = tarballKey(state.requireRun().id, roundNo);
+    const object = await env.ARTIFACTS.resumeMultipartUpload(key, round.pack!.uploadId!).complete(parts.map((p) => ({ partNumber: p.part, etag: p.etag })));
+    if (object.size !== manifest.size) return this.retry(roundNo, packTry, `R2 holds ${object.size} bytes, not ${manifest.size}`);
+    if (!this.current(roundNo, packTry)) return;
+    state.putRound({ ...state.round(roundNo)!, winnerStatus: "stored", winnerError: null, tarball: { key, size: manifest.size, sha256: manifest.sha256 } });
+    events.append(roundNo, round.winnerAttempt, "winner.stored", { size: manifest.size, sha256: manifest.sha256, parts: parts.length });
     // The tarball is safe: the winner's sandbox can go.
     const winner = state.attempt(roundNo, round.winnerAttempt!);
     if (winner) this.cleanup.release(winner);
-    timers.poke({ kind: "winner", round: roundNo });
-    return { ok: { size: claim.size } };
+    timers.unschedule({ kind: "winner", round: roundNo });
   }
 
   /** A winner being packed will not be (its run was cancelled): the try ends, its upload is aborted. */
@@ -170,7 +181,7 @@ export class WinnerTransfer {
       state.putRound({ ...round, winnerStatus: "failed", winnerError: reason });
       return timers.unschedule({ kind: "winner", round: roundNo });
     }
-    state.putRound({ ...round, pack: { try: pack.try + 1, retries: pack.retries + 1, uploadId: null, cmdId: null, startedAt: null } });
+    state.putRound({ ...round, pack: { try: pack.try + 1, retries: pack.retries + 1, cmdId: null, startedAt: null, uploadId: null, manifest: null } });
     timers.schedule({ kind: "winner", round: roundNo }, Date.now() + decision.delayMs);
   }
 }

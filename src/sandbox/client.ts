@@ -1,6 +1,6 @@
 // Every Daytona call multishot makes goes through this module (the only importer of @daytonaio/sdk).
 // It speaks to real Daytona, or locally and in tests to the project's Daytona-compatible sandbox server.
-import { Daytona, DaytonaConflictError, DaytonaNotFoundError, type Sandbox } from "@daytonaio/sdk";
+import { Daytona, DaytonaConflictError, DaytonaConnectionError, DaytonaError, DaytonaNotFoundError, type Sandbox } from "@daytonaio/sdk";
 import type { Env } from "../env.ts";
 import { isSandboxGone } from "./errors.ts";
 
@@ -52,13 +52,97 @@ export function daytonaFromEnv(env: Env): Daytona {
   });
 }
 
+/** The headers the SDK sends the toolbox, for the calls that stream and so go around it. */
+function toolboxHeaders(env: Env): Record<string, string> {
+  return {
+    authorization: `Bearer ${env.DAYTONA_JWT_TOKEN || env.DAYTONA_API_KEY || "local-sandbox"}`,
+    "x-daytona-source": "multishot",
+    ...(env.DAYTONA_JWT_TOKEN && env.DAYTONA_ORGANIZATION_ID ? { "x-daytona-organization-id": env.DAYTONA_ORGANIZATION_ID } : {}),
+  };
+}
+
+/** How long one streamed file transfer with a sandbox may take. */
+const TRANSFER_TIMEOUT_MS = 15 * 60_000;
+
+/** A failed streamed transfer, with the toolbox's status (the SDK's errors classify the same way). */
+export class TransferError extends DaytonaError {}
+
 /** A thin, cached view of Daytona for one Durable Object. */
 export class Sandboxes {
   private readonly daytona: Daytona;
+  private readonly env: Env;
   private readonly cache = new Map<string, Sandbox>();
 
   constructor(env: Env) {
+    this.env = env;
     this.daytona = daytonaFromEnv(env);
+  }
+
+  /**
+   * Streams a file out of the sandbox (the toolbox's `GET /files/download`). The SDK's own download holds
+   * the whole file in memory, which a Worker cannot afford; this hands over the body as it arrives.
+   */
+  async downloadStream(id: string, path: string): Promise<{ body: ReadableStream<Uint8Array>; size: number | null }> {
+    const res = await this.toolboxFetch(id, `/files/download?path=${encodeURIComponent(path)}`, { method: "GET" });
+    const length = Number(res.headers.get("content-length"));
+    return { body: res.body!, size: Number.isInteger(length) && res.headers.has("content-length") ? length : null };
+  }
+
+  /**
+   * Streams `size` bytes into a file in the sandbox (the toolbox's `POST /files/bulk-upload`, one file),
+   * with a Content-Length. The SDK's own upload holds the file in memory and, in a Worker, ignores a
+   * failed answer (its FileSystem.uploadFile): this one is checked.
+   */
+  async uploadStream(id: string, path: string, body: ReadableStream<Uint8Array>, size: number): Promise<void> {
+    const boundary = `multishot-${crypto.randomUUID()}`;
+    const enc = new TextEncoder();
+    const head = enc.encode(
+      `--${boundary}\r\ncontent-disposition: form-data; name="files[0].path"\r\n\r\n${path}\r\n` +
+        `--${boundary}\r\ncontent-disposition: form-data; name="files[0].file"; filename="${path.split("/").pop()}"\r\n` +
+        `content-type: application/octet-stream\r\n\r\n`,
+    );
+    const tail = enc.encode(`\r\n--${boundary}--\r\n`);
+    const framed = new FixedLengthStream(head.byteLength + size + tail.byteLength);
+    const writing = (async () => {
+      const writer = framed.writable.getWriter();
+      await writer.write(head);
+      writer.releaseLock();
+      await body.pipeTo(framed.writable, { preventClose: true });
+      const w = framed.writable.getWriter();
+      await w.write(tail);
+      await w.close();
+    })();
+    const [res] = await Promise.all([
+      this.toolboxFetch(id, "/files/bulk-upload", { method: "POST", body: framed.readable, headers: { "content-type": `multipart/form-data; boundary=${boundary}` } }),
+      writing,
+    ]);
+    await res.body?.cancel();
+  }
+
+  private async toolboxFetch(id: string, path: string, init: RequestInit & { headers?: Record<string, string> }): Promise<Response> {
+    const sandbox = await this.get(id);
+    const base = sandbox.toolboxProxyUrl.replace(/\/$/, "");
+    let res: Response;
+    try {
+      res = await fetch(`${base}/${id}${path}`, {
+        ...init,
+        headers: { ...toolboxHeaders(this.env), ...init.headers },
+        signal: AbortSignal.timeout(TRANSFER_TIMEOUT_MS),
+      });
+    } catch (err) {
+      throw new DaytonaConnectionError(`the toolbox did not answer: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    if (!res.ok) {
+      const text = await res.text().catch(() => "");
+      let message = text.slice(0, 300);
+      try {
+        message = (JSON.parse(text) as { message?: string }).message ?? message;
+      } catch {
+        // Not JSON: the text is the message.
+      }
+      throw new TransferError(`${init.method} ${path.split("?")[0]}: ${message || res.statusText}`, res.status);
+    }
+    return res;
   }
 
   async create(spec: SandboxSpec): Promise<string> {
@@ -124,10 +208,19 @@ export class Sandboxes {
     return (await this.get(id)).getUserHomeDir();
   }
 
-  /** Small text files, in one request. Large files never go this way (the SDK holds them in memory). */
+  /**
+   * Small text files, in one request to the toolbox's `POST /files/bulk-upload` (large files go through
+   * uploadStream). Not the SDK's `fs.uploadFiles`: in a Worker it does not look at the answer, so a
+   * refused upload went unnoticed until the job found its script missing.
+   */
   async uploadFiles(id: string, files: { path: string; content: string }[]): Promise<void> {
-    const sandbox = await this.get(id);
-    await sandbox.fs.uploadFiles(files.map((f) => ({ source: Buffer.from(f.content, "utf8"), destination: f.path })));
+    const form = new FormData();
+    files.forEach((f, i) => {
+      form.append(`files[${i}].path`, f.path);
+      form.append(`files[${i}].file`, new Blob([f.content]), f.path.split("/").pop() ?? "file");
+    });
+    const res = await this.toolboxFetch(id, "/files/bulk-upload", { method: "POST", body: form });
+    await res.body?.cancel();
   }
 
   /** Starts a long command in the named session (created when missing) and returns its command id at once. */

@@ -1,7 +1,7 @@
 // Faults the engine did not survive until this suite found them; each test states the right behaviour,
 // and failed before its fix (the notes say where the fix is).
 import { afterEach, describe, expect, it } from "vitest";
-import { type Account, type Pump, api, attemptsOf, createAccount, everySandbox, readRun, runEvents, runOfPath, sandboxAdmin, setFaults, sleep, startPump, startRun } from "./harness.ts";
+import { type Account, type Pump, api, attemptsOf, createAccount, faultsLeft, everySandbox, readRun, runEvents, runOfPath, sandboxAdmin, setFaults, sleep, startPump, startRun } from "./harness.ts";
 
 const POLL = "^/process/session/[^/]+/command/[^/]+$";
 
@@ -126,34 +126,40 @@ describe("regressions found by the fault suite", () => {
     await api(`/api/runs/${id}/cancel`, account.key, { method: "POST" });
   }, 90_000);
 
-  // A winner's tarball download that broke off. The seed job streamed curl into tar, and curl's
-  // --retry does not retry a connection reset (nor could it: tar had read part of the stream), so the
-  // next round's attempt failed at seeding. Now the seed fetches the whole file again, with retries for
-  // any error, checks its SHA-256 and unpacks it (seedScript in src/durable/jobs.ts). Seen under a
-  // loaded machine as a whole round failing; here the relay resets the first download.
-  it("a next round whose download of the winner's tarball breaks off fetches it again", async () => {
-    const account = await createAccount("regression: broken download");
-    const runs = new Set<string>();
-    let resets = 0;
-    pump = startPump(({ url }) => {
-      if (!runs.has(runOfPath(url) ?? "")) return "wait";
-      if (url.startsWith("/download/") && resets === 0) {
-        resets++;
-        return "drop";
-      }
-      return "forward";
+  // The winner's bytes move through the toolbox now (src/durable/transfer.ts): the Worker pulls the
+  // packed parts out of the winner's sandbox and pushes them into the next round's. A connection reset
+  // on either leg (the first part's pull, then the first part's push) is tried again, the SHA-256s still
+  // match, and the next round seeds from the winner. Before, the seed streamed curl into tar from a
+  // Worker URL that a Tier 1 sandbox cannot reach, and a reset failed the attempt at seeding.
+  it("a winner's part whose pull or push breaks off is carried again, and round 2 seeds from it", async () => {
+    const account = await createAccount("regression: broken transfer");
+    const labels = { "multishot-account": account.id };
+    await setFaults({
+      scoped: {
+        [`pull-${account.id}`]: { labels, toolboxFailures: { count: 1, mode: "reset", match: "^/files/download" } },
+        [`push-${account.id}`]: { labels: { ...labels, "multishot-round": "2" }, toolboxFailures: { count: 1, mode: "reset", match: "^/files/bulk-upload" } },
+      },
     });
+    const runs = new Set<string>();
+    pump = startPump(({ url }) => (!runs.has(runOfPath(url) ?? "") ? "wait" : "forward"));
     const id = await startRun(account, { prompt: "round one [slow:100]", attempts: 1 });
     runs.add(id);
     await watch(account, id, (r) => attemptsOf(r)[0]!.status === "done", 60_000);
     const pick = await api(`/api/runs/${id}/rounds/1/winner`, account.key, { method: "POST", json: { attempt: 1 } });
     expect(pick.status).toBeLessThan(300);
-    await watch(account, id, (r) => r.rounds[0]!.winner?.status === "stored", 60_000);
+    const stored = await watch(account, id, (r) => r.rounds[0]!.winner?.status === "stored", 60_000);
+    expect(stored.rounds[0]!.winner?.status).toBe("stored");
     const next = await api(`/api/runs/${id}/rounds`, account.key, { method: "POST", json: { prompt: "round two [add-only]", attempts: 1 } });
     expect(next.status).toBe(202);
     const run = await watch(account, id, (r) => r.rounds.length === 2 && r.status !== "running", 90_000);
-    expect(resets).toBe(1);
     expect(run.rounds[1]!.attempts[0]).toMatchObject({ status: "done", error: null });
+    // Both faults fired (each is spent once it has), and the winner's events say it was packed once.
+    const faults = await faultsLeft();
+    expect(faults.scoped?.[`pull-${account.id}`]?.toolboxFailures?.count ?? 0).toBe(0);
+    expect(faults.scoped?.[`push-${account.id}`]?.toolboxFailures?.count ?? 0).toBe(0);
+    const events = await runEvents(account, id);
+    expect(events.filter((e) => e.type === "winner.stored")).toHaveLength(1);
+    expect(events.filter((e) => e.type === "winner.pack_failed")).toHaveLength(0);
     await api(`/api/runs/${id}/cancel`, account.key, { method: "POST" });
   }, 180_000);
 });
