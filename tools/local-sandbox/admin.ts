@@ -1,21 +1,26 @@
 // Admin endpoints, `/admin/...` (no `/api` prefix): what tests read to check for leaks and cost, and
-// the fault switches. Not part of Daytona's API.
+// the fault switches, the behaviours (profile.ts). Not part of Daytona's API.
 import type { Req } from './context.ts';
 import { parseFaultConfig } from './faults.ts';
 import { DaytonaHttpError, Router, dispatch, readJson, sendEmpty, sendJson } from './http-util.ts';
+import { mergeBehaviour } from './profile.ts';
+import type { BehaviourOptions } from './profile.ts';
 
 const router = new Router<Req>();
 
 router.on('GET', '/sandboxes', (r) => {
   const { store, minuteMs } = r.app;
   const now = Date.now();
-  const all = store.all();
+  // Sandboxes marked for destroy (lifecycle 'daytona') are deleted as far as leaks and cost go: they
+  // are counted in `destroying`, and listed with the deleted ones.
+  const all = store.live();
   // `?deleted=true` adds the deleted sandboxes (the newest 20000), with the time each was billed.
   const withDeleted = ['true', '1'].includes(r.url.searchParams.get('deleted') ?? '');
   sendJson(r.res, 200, {
     live: all.length,
     running: all.filter((s) => s.state === 'started').length,
     deleted: store.deletedCount,
+    destroying: store.all().length - all.length,
     billedMs: store.billedMs(now),
     ...(withDeleted
       ? { deletedSandboxes: store.deleted().map((d) => ({ ...d, state: 'destroyed', runningMinutes: d.runningMs / minuteMs })) }
@@ -24,6 +29,7 @@ router.on('GET', '/sandboxes', (r) => {
       id: s.id,
       name: s.name,
       state: s.state,
+      desiredState: s.desiredState,
       labels: s.labels,
       createdAt: s.createdAt.toISOString(),
       lastActiveAt: new Date(s.lastActivity).toISOString(),
@@ -37,7 +43,7 @@ router.on('GET', '/sandboxes', (r) => {
 
 router.on('GET', '/stats', (r) => {
   const { store, counters, minuteMs } = r.app;
-  const all = store.all();
+  const all = store.live();
   const billedMs = store.billedMs();
   sendJson(r.res, 200, {
     apiCalls: counters.api,
@@ -56,6 +62,25 @@ router.on('GET', '/stats', (r) => {
 
 router.on('GET', '/faults', (r) => sendJson(r.res, 200, r.app.faults.snapshot()));
 
+// The behaviours in force (profile.ts), so a test can tell which server it talks to.
+router.on('GET', '/behaviour', (r) => sendJson(r.res, 200, r.app.behaviour));
+
+// Switches a running server: a partial BehaviourOptions over the behaviours in force (a `profile` in it
+// starts again from that profile). The one behaviour object is shared by every module, so each change
+// applies from the next request on; a process's egress policy and a session's mode are fixed when it
+// starts (new executes, new sessions and sandboxes started again see the change).
+router.on('POST', '/behaviour', async (r) => {
+  const body = await readJson(r.req);
+  let next;
+  try {
+    next = mergeBehaviour(r.app.behaviour, body as BehaviourOptions);
+  } catch (err) {
+    throw new DaytonaHttpError(400, err instanceof Error ? err.message : String(err));
+  }
+  Object.assign(r.app.behaviour, next);
+  sendJson(r.res, 200, r.app.behaviour);
+});
+
 router.on('POST', '/faults', async (r) => {
   r.app.faults.merge(parseFaultConfig(await readJson(r.req)));
   sendJson(r.res, 200, r.app.faults.snapshot());
@@ -69,12 +94,13 @@ router.on('DELETE', '/faults', (r) => {
 router.on('POST', '/sandboxes/:id/kill', async (r, p) => {
   const body = await readJson(r.req);
   const state = body.state;
-  if (state !== undefined && state !== 'error' && state !== 'stopped') {
-    throw new DaytonaHttpError(400, 'state must be "error" or "stopped"');
+  if (state !== undefined && state !== 'error' && state !== 'build_failed' && state !== 'stopped') {
+    throw new DaytonaHttpError(400, 'state must be "error", "build_failed" or "stopped"');
   }
   if (body.errorReason !== undefined && typeof body.errorReason !== 'string') throw new DaytonaHttpError(400, 'errorReason must be a string');
+  if (body.recoverable !== undefined && typeof body.recoverable !== 'boolean') throw new DaytonaHttpError(400, 'recoverable must be a boolean');
   const sb = r.app.store.find(p.id!);
-  await r.app.store.kill(sb, state, body.errorReason);
+  await r.app.store.kill(sb, state, body.errorReason, body.recoverable === true);
   sendJson(r.res, 200, sb.toDto(r.app.baseUrl));
 });
 

@@ -2,6 +2,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Faults, FailureMode } from './faults.ts';
 import { DaytonaHttpError, sendError } from './http-util.ts';
+import type { Behaviour } from './profile.ts';
 import type { SandboxStore } from './sandboxes.ts';
 
 export interface Counters {
@@ -22,6 +23,8 @@ export interface App {
   /** true when the port shim is preloaded into sandbox processes (ports are remapped) */
   readonly shimActive: boolean;
   readonly minuteMs: number;
+  /** which of Daytona's harsh behaviours are on (profile.ts) */
+  readonly behaviour: Behaviour;
   readonly counters: Counters;
   /** `http://127.0.0.1:<port>`, known once the server listens */
   baseUrl: string;

@@ -13,7 +13,10 @@ import {
   sendEmpty,
   sendJson,
 } from './http-util.ts';
+import { checkPerSandboxLimits } from './lifecycle.ts';
 import { signPreviewToken } from './preview.ts';
+import { parseNetworkAllowList } from './profile.ts';
+import { START_WAIT_MS } from './sandboxes.ts';
 import type { CreateParams, LocalSandbox } from './sandboxes.ts';
 
 const router = new Router<Req>();
@@ -66,15 +69,43 @@ function parseCreate(body: Record<string, unknown>): CreateParams {
   return params;
 }
 
+/** What Daytona's API refuses in a create before it looks at anything else (lifecycle 'daytona'). */
+function validateCreate(params: CreateParams): void {
+  // sandbox.controller.ts createSandbox: resources only come with an image (buildInfo)
+  if (!params.buildInfo && (params.cpu || params.gpu || params.memory || params.disk)) {
+    throw new DaytonaHttpError(400, 'Cannot specify Sandbox resources when using a snapshot');
+  }
+  if (params.buildInfo) checkPerSandboxLimits({ cpu: params.cpu ?? 1, memory: params.memory ?? 1, disk: params.disk ?? 3 });
+  if (params.networkAllowList !== undefined) {
+    try {
+      parseNetworkAllowList(params.networkAllowList);
+    } catch (err) {
+      throw new DaytonaHttpError(400, err instanceof Error ? err.message : 'Invalid network allow list');
+    }
+  }
+}
+
 router.on('POST', '/sandbox', async (r) => {
   const params = parseCreate(await readJson(r.req));
+  const daytona = r.app.behaviour.lifecycle === 'daytona';
+  if (daytona) validateCreate(params);
   const delay = r.app.faults.delay('create', params.labels);
   if (delay) await sleep(delay);
   const fault = r.app.faults.takeCreateFailure(params.labels);
   if (fault && fault !== 'lost') return failRequest(r, fault);
+  r.app.store.checkQuota({ cpu: params.cpu ?? 1, memory: params.memory ?? 1, disk: params.disk ?? 3 });
   const sb = r.app.store.create(params);
   if (fault === 'lost') return failRequest(r, fault);
-  // Answered as `started` at once, as the real API does once its own wait is over.
+  if (daytona && sb.state !== 'started') {
+    // The API waits up to 30 s for `started` and then answers the record as it was BEFORE the wait
+    // (sandbox.controller.ts createSandbox discards what waitForSandboxStarted returns): the SDK sees
+    // `creating` and polls.
+    const before = dto(r, sb);
+    await r.app.store.waitForStarted(sb, START_WAIT_MS);
+    return sendJson(r.res, 200, before);
+  }
+  // Lenient: answered at once (`started`, as the real API does once its own wait is over, unless
+  // createPendingMs is set).
   sendJson(r.res, 200, dto(r, sb));
 });
 
@@ -97,13 +128,14 @@ router.on('GET', '/sandbox', (r) => {
   }
   // Daytona has more states than a local sandbox ever takes (archived, ...): filtering on them is no error.
   const states = q.getAll('states').flatMap((s) => s.split(',')).filter(Boolean);
+  // Daytona never lists an errored sandbox marked for destroy (sandbox-typeorm-search.adapter.ts).
   const id = q.get('id');
   const name = q.get('name');
   // Newest first; the cursor is the sequence number of the last item sent, so sandboxes created or
   // deleted between pages neither repeat nor shift the pages.
   const matching = r.app.store
     .all()
-    .filter((sb) => (!cursor || sb.seq < Number(cursor)) && (!id || sb.id === id) && (!name || sb.name === name))
+    .filter((sb) => !sb.hidden && (!cursor || sb.seq < Number(cursor)) && (!id || sb.id === id) && (!name || sb.name === name))
     .filter((sb) => Object.entries(labels).every(([k, v]) => sb.labels[k] === v))
     .filter((sb) => states.length === 0 || states.includes(sb.state))
     .sort((a, b) => b.seq - a.seq);
@@ -118,22 +150,40 @@ router.on('GET', '/sandbox/:idOrName', (r, p) => {
 
 router.on('DELETE', '/sandbox/:idOrName', async (r, p) => {
   const sb = r.app.store.find(p.idOrName!);
-  await r.app.store.remove(sb);
+  await r.app.store.requestDelete(sb);
   sendJson(r.res, 200, dto(r, sb));
 });
 
 router.on('POST', '/sandbox/:idOrName/start', async (r, p) => {
   await readJson(r.req);
   const sb = r.app.store.find(p.idOrName!);
-  r.app.store.start(sb);
+  r.app.store.requestStart(sb);
+  // As the API: wait up to 30 s for `started`, answer the record as it is then.
+  if (r.app.behaviour.lifecycle === 'daytona') await r.app.store.waitForStarted(sb, START_WAIT_MS);
   sendJson(r.res, 200, dto(r, sb));
 });
 
 router.on('POST', '/sandbox/:idOrName/stop', async (r, p) => {
   await readJson(r.req);
   const sb = r.app.store.find(p.idOrName!);
-  await r.app.store.stop(sb);
+  await r.app.store.requestStop(sb);
   sendJson(r.res, 200, dto(r, sb));
+});
+
+router.on('POST', '/sandbox/:idOrName/recover', async (r, p) => {
+  await readJson(r.req);
+  const sb = r.app.store.find(p.idOrName!);
+  const skipStart = r.url.searchParams.get('skipStart') === 'true';
+  r.app.store.recover(sb, skipStart);
+  if (!skipStart && r.app.behaviour.lifecycle === 'daytona') await r.app.store.waitForStarted(sb, START_WAIT_MS);
+  sendJson(r.res, 200, dto(r, sb));
+});
+
+// `sandbox.refreshActivity()`: resets the idle timer (201, no body).
+router.on('POST', '/sandbox/:idOrName/last-activity', async (r, p) => {
+  await readJson(r.req);
+  r.app.store.find(p.idOrName!).touch();
+  sendEmpty(r.res, 201);
 });
 
 router.on('PUT', '/sandbox/:idOrName/labels', async (r, p) => {

@@ -9,13 +9,27 @@ export class DaytonaHttpError extends Error {
   readonly statusCode: number;
   readonly code: string | undefined;
   readonly source: string | undefined;
-  constructor(statusCode: number, message: string, code?: string, source?: string) {
+  /** an answer in some other service's exact shape (e.g. the v0.190 daemon's), sent as it is */
+  private rawBody: Record<string, unknown> | undefined;
+  /** how the v0.190 daemon answers the same failure, when its status or message differ */
+  readonly v0190: V0190Answer | undefined;
+  constructor(statusCode: number, message: string, code?: string, source?: string, v0190?: V0190Answer) {
     super(message);
     this.statusCode = statusCode;
     this.code = code;
     this.source = source;
+    this.v0190 = v0190;
+  }
+  static withBody(statusCode: number, body: Record<string, unknown>): DaytonaHttpError {
+    const e = new DaytonaHttpError(statusCode, String(body.message ?? ''));
+    e.rawBody = body;
+    return e;
+  }
+  get rawBodySet(): boolean {
+    return this.rawBody !== undefined;
   }
   body(): Record<string, unknown> {
+    if (this.rawBody) return { ...this.rawBody };
     const body: Record<string, unknown> = {
       statusCode: this.statusCode,
       message: this.message,
@@ -27,9 +41,49 @@ export class DaytonaHttpError extends Error {
   }
 }
 
+/**
+ * The v0.190 daemon's answer to a failure: a typed error of libs/common-go/pkg/errors (status, its
+ * prefixed message, a generic code), or, `untyped`, one that reached the error middleware wrapped
+ * (fmt.Errorf) and fell through to the daemon's default handler: 500, no code, zero time, empty path.
+ */
+export interface V0190Answer {
+  status?: number;
+  message: string;
+  untyped?: boolean;
+}
+
 /** An error raised by the toolbox (the in-sandbox daemon in real Daytona). */
-export function daemonError(statusCode: number, message: string, code?: string): DaytonaHttpError {
-  return new DaytonaHttpError(statusCode, message, code, 'DAYTONA_DAEMON');
+export function daemonError(statusCode: number, message: string, code?: string, v0190?: V0190Answer): DaytonaHttpError {
+  return new DaytonaHttpError(statusCode, message, code, 'DAYTONA_DAEMON', v0190);
+}
+
+/** libs/common-go/pkg/errors/middleware.go: the code each typed error gets. */
+const V0190_CODES: Record<number, string> = {
+  400: 'BAD_REQUEST',
+  401: 'UNAUTHORIZED',
+  403: 'FORBIDDEN',
+  404: 'NOT_FOUND',
+  408: 'REQUEST_TIMEOUT',
+  409: 'CONFLICT',
+  410: 'GONE',
+  422: 'UNPROCESSABLE_ENTITY',
+  500: 'INTERNAL_SERVER_ERROR',
+};
+
+/** Any toolbox failure as the v0.190 daemon's error middleware writes it: `{statusCode, message, code,
+ * timestamp, path, method}`, never a `source` (so the SDK picks its error class by status alone). */
+export function asV0190(err: unknown, path: string, method: string): DaytonaHttpError {
+  const e = toDaytonaError(err);
+  if (e.rawBodySet) return e;
+  const status = e.v0190?.status ?? (e.v0190?.untyped ? 500 : e.statusCode);
+  const message = e.v0190?.message ?? e.message;
+  if (e.v0190?.untyped) {
+    return DaytonaHttpError.withBody(status, { statusCode: status, message, timestamp: '0001-01-01T00:00:00Z', path: '' });
+  }
+  const body: Record<string, unknown> = { statusCode: status, message };
+  if (V0190_CODES[status]) body.code = V0190_CODES[status];
+  Object.assign(body, { timestamp: new Date().toISOString(), path, method });
+  return DaytonaHttpError.withBody(status, body);
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
@@ -188,20 +242,21 @@ export async function dispatch<C>(
   path: string,
   res: ServerResponse,
   ctx: C,
+  mapError: (err: unknown) => unknown = (err) => err,
 ): Promise<string> {
   const m = router.match(method, path);
   if (!m) {
-    sendError(res, new DaytonaHttpError(404, `Cannot ${method} ${path}`));
+    sendError(res, mapError(new DaytonaHttpError(404, `Cannot ${method} ${path}`)));
     return `${method} (unknown)`;
   }
   if ('allowed' in m) {
-    sendError(res, new DaytonaHttpError(405, `Method ${method} not allowed`));
+    sendError(res, mapError(new DaytonaHttpError(405, `Method ${method} not allowed`)));
     return `${method} (unknown)`;
   }
   try {
     await m.route.handler(ctx, m.params);
   } catch (err) {
-    sendError(res, err);
+    sendError(res, mapError(err));
   }
   return m.route.name;
 }

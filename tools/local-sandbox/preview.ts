@@ -170,7 +170,8 @@ export async function handlePreview(app: App, req: IncomingMessage, res: ServerR
     sendError(res, err);
     return;
   }
-  target.sandbox.touch();
+  // Activity while the request lasts (Daytona's proxy refreshes it every 50 s during a request).
+  target.sandbox.trackRequest(res);
   const upstream = http.request({
     // No pooled keep-alive sockets: a sandbox's real port is an ephemeral one that a later sandbox's
     // server may get again, and a socket pooled for the old server would answer it with a hang-up.
@@ -212,7 +213,7 @@ export async function handlePreviewUpgrade(app: App, req: IncomingMessage, socke
     return;
   }
   app.counters.previewRequests++;
-  target.sandbox.touch();
+  target.sandbox.trackRequest(socket);
   const upstream = net.connect(port, await loopbackFor(port));
   const headers = forwardedHeaders(req, prefixOf(url));
   const lines = [`${req.method ?? 'GET'} ${target.forwardPath} HTTP/1.1`];

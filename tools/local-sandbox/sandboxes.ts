@@ -1,250 +1,23 @@
-// The sandboxes of one server: their records (what the control plane answers), their folders, their
-// processes, and their life cycle (auto-stop, auto-delete). This module is the one owner of sandbox state;
-// route modules only call it.
-//
-// Layout of one sandbox, `<root>/sandboxes/<id>/`:
-//   home/             HOME (npm global prefix in home/.npm-global, so `npm i -g` stays inside)
-//   home/workspace/   the work dir (getWorkDir); relative toolbox paths resolve against it
-//   tmp/              TMPDIR
-//   .ports/           port shim mappings: file `3000` holds the real port the sandbox's port 3000 got
-//   .daytona/         session shells' command files and logs
-import type { ChildProcess } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
+// The sandboxes of one server and their life cycle (create, start, stop, delete, recover, auto-stop,
+// auto-delete), lenient or as Daytona's API (lifecycle.ts has the rules). This module is the one owner
+// of sandbox state; route modules only call it. One sandbox's record, folders and processes: sandbox.ts.
 import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import { DaytonaHttpError, daemonError } from './http-util.ts';
-import { killGroup, MARKER_VAR, sweepMarkedProcesses } from './proc.ts';
-import { Session } from './sessions.ts';
-import type { ProcessHost } from './sessions.ts';
+import { DaytonaHttpError } from './http-util.ts';
+import { checkDelete, checkQuota, checkRecover, checkStart, checkStop, hasQuota } from './lifecycle.ts';
+import type { Resources, SandboxState } from './lifecycle.ts';
+import { LocalSandbox } from './sandbox.ts';
+import type { CreateParams, StoreOptions } from './sandbox.ts';
 
-export type SandboxState = 'started' | 'stopping' | 'stopped' | 'error' | 'destroyed';
+export type { SandboxState } from './lifecycle.ts';
+export { LocalSandbox } from './sandbox.ts';
+export type { CreateParams, StoreOptions } from './sandbox.ts';
 
-export interface CreateParams {
-  name?: string;
-  user?: string;
-  env: Record<string, string>;
-  labels: Record<string, string>;
-  public?: boolean;
-  snapshot?: string;
-  target?: string;
-  cpu?: number;
-  gpu?: number;
-  memory?: number;
-  disk?: number;
-  autoStopInterval?: number;
-  autoArchiveInterval?: number;
-  autoDeleteInterval?: number;
-  networkBlockAll?: boolean;
-  networkAllowList?: string;
-  buildInfo?: unknown;
-}
-
-/** Environment variables of the server that must not reach sandbox processes: npm's per-run settings
- * (they would point npm at this project), test-runner markers, and anything Daytona (credentials). */
-const PRIVATE_ENV = /^(npm_|INIT_CWD$|VITEST|DAYTONA_|LOCAL_SANDBOX_|NODE_OPTIONS$|NODE_ENV$)/i;
-
-export interface StoreOptions {
-  root: string;
-  minuteMs: number;
-  /** absolute path of the compiled port shim, when it could be built */
-  shimPath: string | undefined;
-  /** the host's npm cache, shared by sandboxes (content-addressed, safe to share) */
-  npmCache: string | undefined;
-  log: (line: string) => void;
-}
-
-export class LocalSandbox implements ProcessHost {
-  readonly id: string;
-  readonly seq: number;
-  readonly name: string;
-  readonly createdAt: Date;
-  updatedAt: Date;
-  lastActivity: number;
-  state: SandboxState = 'started';
-  errorReason: string | undefined;
-  labels: Record<string, string>;
-  readonly params: CreateParams;
-  autoStopInterval: number;
-  autoArchiveInterval: number;
-  autoDeleteInterval: number;
-  readonly previewToken = randomBytes(16).toString('hex');
-  readonly dir: string;
-  readonly homeDir: string;
-  readonly workDir: string;
-  readonly tmpDir: string;
-  readonly portsDir: string;
-  readonly sessionsDir: string;
-  runningSince: number | undefined;
-  runningMs = 0;
-  stoppedAt: number | undefined;
-  readonly sessions = new Map<string, Session>();
-  private readonly children = new Set<ChildProcess>();
-  private busy = 0;
-  private sessionSeq = 0;
-  private readonly opts: StoreOptions;
-
-  constructor(seq: number, params: CreateParams, opts: StoreOptions) {
-    this.id = randomUUID();
-    this.seq = seq;
-    this.name = params.name || this.id;
-    this.params = params;
-    this.opts = opts;
-    this.labels = { ...params.labels };
-    this.createdAt = new Date();
-    this.updatedAt = this.createdAt;
-    this.lastActivity = Date.now();
-    // Daytona's defaults: auto-stop after 15 idle minutes, archive after 7 days, never auto-delete.
-    this.autoStopInterval = params.autoStopInterval ?? 15;
-    this.autoArchiveInterval = params.autoArchiveInterval ?? 7 * 24 * 60;
-    this.autoDeleteInterval = params.autoDeleteInterval ?? -1;
-    this.dir = path.join(opts.root, 'sandboxes', this.id);
-    this.homeDir = path.join(this.dir, 'home');
-    this.workDir = path.join(this.homeDir, 'workspace');
-    this.tmpDir = path.join(this.dir, 'tmp');
-    this.portsDir = path.join(this.dir, '.ports');
-    this.sessionsDir = path.join(this.dir, '.daytona', 'sessions');
-    this.makeFolders();
-    this.runningSince = Date.now();
-  }
-
-  makeFolders(): void {
-    for (const d of [this.workDir, path.join(this.homeDir, '.npm-global', 'bin'), this.tmpDir, this.portsDir, this.sessionsDir]) {
-      mkdirSync(d, { recursive: true });
-    }
-  }
-
-  /** The environment of every sandbox process: the server's (less private variables), the sandbox's
-   * own HOME/TMPDIR/npm prefix with its bins first in PATH, the port shim, then the sandbox `env`. */
-  processEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-    const env: NodeJS.ProcessEnv = {};
-    for (const [k, v] of Object.entries(process.env)) if (!PRIVATE_ENV.test(k)) env[k] = v;
-    const npmPrefix = path.join(this.homeDir, '.npm-global');
-    Object.assign(env, {
-      HOME: this.homeDir,
-      TMPDIR: this.tmpDir,
-      TMP: this.tmpDir,
-      TEMP: this.tmpDir,
-      SHELL: '/bin/bash',
-      PATH: [path.join(npmPrefix, 'bin'), path.join(this.homeDir, '.local', 'bin'), process.env.PATH ?? '/usr/bin:/bin'].join(':'),
-      NPM_CONFIG_PREFIX: npmPrefix,
-      DAYTONA_SANDBOX_ID: this.id,
-      DAYTONA_SANDBOX_USER: this.params.user ?? 'daytona',
-      [MARKER_VAR]: this.id,
-    });
-    if (this.opts.npmCache) env.NPM_CONFIG_CACHE = this.opts.npmCache;
-    if (this.opts.shimPath) {
-      env.LD_PRELOAD = [this.opts.shimPath, process.env.LD_PRELOAD].filter(Boolean).join(':');
-      env.LOCAL_SANDBOX_PORTS_DIR = this.portsDir;
-    }
-    return Object.assign(env, this.params.env, extra);
-  }
-
-  adopt(child: ChildProcess): void {
-    this.children.add(child);
-    child.once('exit', () => this.children.delete(child));
-  }
-
-  beginWork(): () => void {
-    this.busy++;
-    this.touch();
-    let ended = false;
-    return () => {
-      if (ended) return;
-      ended = true;
-      this.busy--;
-      this.touch();
-    };
-  }
-
-  get hasRunningWork(): boolean {
-    return this.busy > 0;
-  }
-
-  touch(): void {
-    this.lastActivity = Date.now();
-  }
-
-  createSession(id: string): Session {
-    if (this.sessions.has(id)) throw daemonError(409, `session ${id} already exists`);
-    const session = new Session(id, path.join(this.sessionsDir, String(++this.sessionSeq)), this);
-    this.sessions.set(id, session);
-    return session;
-  }
-
-  session(id: string): Session {
-    const s = this.sessions.get(id);
-    if (!s) throw daemonError(404, `session ${id} not found`, 'PROCESS_NOT_FOUND');
-    return s;
-  }
-
-  /** Kills every process of the sandbox: sessions, commands, and strays that left their group.
-   * `forgetSessions: false` keeps the dead sessions listed, their commands ended with 137, as a
-   * daemon that survived its processes would; stop and delete forget them, as a restarted one does. */
-  async killProcesses(forgetSessions = true): Promise<void> {
-    for (const s of this.sessions.values()) s.kill();
-    if (forgetSessions) this.sessions.clear();
-    for (const c of this.children) killGroup(c.pid);
-    await sweepMarkedProcesses(this.id);
-    // Mappings of dead listeners would point the proxy at ports other programs may now hold.
-    await rm(this.portsDir, { recursive: true, force: true });
-    mkdirSync(this.portsDir, { recursive: true });
-  }
-
-  runningTotalMs(now = Date.now()): number {
-    return this.runningMs + (this.runningSince !== undefined ? now - this.runningSince : 0);
-  }
-
-  setState(state: SandboxState, now = Date.now()): SandboxState {
-    const old = this.state;
-    if (old === 'started' && state !== 'started' && this.runningSince !== undefined) {
-      this.runningMs += now - this.runningSince;
-      this.runningSince = undefined;
-    }
-    if (state === 'started' && old !== 'started') this.runningSince = now;
-    this.state = state;
-    this.updatedAt = new Date(now);
-    return old;
-  }
-
-  /** The sandbox record in the shape of the generated `Sandbox` model (every required field). */
-  toDto(baseUrl: string): Record<string, unknown> {
-    const p = this.params;
-    return {
-      id: this.id,
-      organizationId: 'local',
-      name: this.name,
-      snapshot: p.snapshot,
-      user: p.user ?? 'daytona',
-      env: { ...p.env },
-      labels: { ...this.labels },
-      public: p.public ?? false,
-      networkBlockAll: p.networkBlockAll ?? false,
-      networkAllowList: p.networkAllowList,
-      target: p.target ?? 'local',
-      cpu: p.cpu ?? 1,
-      gpu: p.gpu ?? 0,
-      memory: p.memory ?? 1,
-      disk: p.disk ?? 3,
-      state: this.state,
-      desiredState: this.state === 'destroyed' ? 'destroyed' : this.state === 'started' ? 'started' : 'stopped',
-      errorReason: this.errorReason,
-      recoverable: false,
-      backupState: 'None',
-      autoStopInterval: this.autoStopInterval,
-      autoArchiveInterval: this.autoArchiveInterval,
-      autoDeleteInterval: this.autoDeleteInterval,
-      buildInfo: p.buildInfo,
-      createdAt: this.createdAt.toISOString(),
-      updatedAt: this.updatedAt.toISOString(),
-      lastActivityAt: new Date(this.lastActivity).toISOString(),
-      sandboxClass: 'container',
-      daemonVersion: 'local',
-      toolboxProxyUrl: `${baseUrl}/toolbox`,
-    };
-  }
-}
+/** How long start and recover answers wait for `started`, as the API does (sandbox.controller.ts
+ * `waitForSandboxStarted(sandbox, 30)`). */
+export const START_WAIT_MS = 30_000;
 
 export interface StateChange {
   sandbox: LocalSandbox;
@@ -288,6 +61,8 @@ export class SandboxStore extends EventEmitter {
   readonly stats: StoreStats = { creates: 0, deletes: 0, starts: 0, stops: 0, autoStops: 0, autoDeletes: 0, kills: 0 };
   private readonly opts: StoreOptions;
   private readonly timer: NodeJS.Timeout;
+  /** scheduled state transitions (lifecycle 'daytona'), cleared at shutdown */
+  private readonly transitions = new Set<NodeJS.Timeout>();
   private ticking = false;
 
   constructor(opts: StoreOptions) {
@@ -301,8 +76,18 @@ export class SandboxStore extends EventEmitter {
     this.timer.unref();
   }
 
+  private get daytona(): boolean {
+    return this.opts.behaviour.lifecycle === 'daytona';
+  }
+
+  /** Every sandbox the API still knows, those marked for destroy included. */
   all(): LocalSandbox[] {
     return [...this.byId.values()];
+  }
+
+  /** Sandboxes not deleted (a sandbox marked for destroy is deleted as far as leaks and cost go). */
+  live(): LocalSandbox[] {
+    return this.all().filter((sb) => !sb.markedForDestroy);
   }
 
   /** Deleted sandboxes, oldest first (the newest MAX_DELETED_RECORDS). */
@@ -312,24 +97,35 @@ export class SandboxStore extends EventEmitter {
 
   /** Time every sandbox ever made spent in `started`: live ones so far, deleted ones in full. */
   billedMs(now = Date.now()): number {
-    return this.deletedRunningMs + this.all().reduce((sum, sb) => sum + sb.runningTotalMs(now), 0);
+    return this.deletedRunningMs + this.live().reduce((sum, sb) => sum + sb.runningTotalMs(now), 0);
   }
 
+  /** The organization's quota for a sandbox that will hold `need` (others: every other sandbox). */
+  checkQuota(need: Partial<Resources>, exclude?: LocalSandbox): void {
+    const quota = this.opts.behaviour.quota;
+    if (!hasQuota(quota)) return;
+    checkQuota(quota, this.all().filter((sb) => sb !== exclude), need);
+  }
+
+  /** A new sandbox: `started` at once, or `creating` for `createPendingMs` first. */
   create(params: CreateParams): LocalSandbox {
     if (params.name && this.all().some((s) => s.name === params.name)) {
       throw new DaytonaHttpError(409, `Sandbox with name ${params.name} already exists`);
     }
     const sb = new LocalSandbox(++this.seq, params, this.opts);
+    const pendingMs = this.opts.behaviour.createPendingMs;
+    if (pendingMs > 0) sb.setState('creating');
     this.byId.set(sb.id, sb);
     this.stats.creates++;
     this.emit('created', sb);
+    if (pendingMs > 0) this.later(sb, pendingMs, () => this.changeState(sb, 'started'));
     return sb;
   }
 
   /** By id or by name, as Daytona's `GET /sandbox/{sandboxIdOrName}`. */
   find(idOrName: string): LocalSandbox {
     const sb = this.byId.get(idOrName) ?? this.all().find((s) => s.name === idOrName);
-    if (!sb) throw new DaytonaHttpError(404, `Sandbox with ID or name ${idOrName} not found`);
+    if (!sb || sb.hidden) throw new DaytonaHttpError(404, `Sandbox with ID or name ${idOrName} not found`);
     return sb;
   }
 
@@ -338,8 +134,76 @@ export class SandboxStore extends EventEmitter {
   }
 
   private changeState(sb: LocalSandbox, state: SandboxState): void {
+    sb.transition++;
     const oldState = sb.setState(state);
     if (oldState !== state) this.emit('state', { sandbox: sb, oldState, newState: state } satisfies StateChange);
+  }
+
+  /** Runs a state change `ms` from now, unless another state change overtook it. */
+  private later(sb: LocalSandbox, ms: number, run: () => void | Promise<void>): void {
+    const token = sb.transition;
+    const t = setTimeout(() => {
+      this.transitions.delete(t);
+      if (sb.transition !== token) return;
+      Promise.resolve(run()).catch((err: unknown) => this.opts.log(`warning: state change of ${sb.id} failed: ${String(err)}`));
+    }, ms);
+    t.unref();
+    this.transitions.add(t);
+  }
+
+  /** Resolves with the sandbox once it is `started`, or leaves it as it is after `timeoutMs`; rejects
+   * as the API does when it goes to `error` meanwhile ("Sandbox failed to start"). */
+  waitForStarted(sb: LocalSandbox, timeoutMs = START_WAIT_MS): Promise<LocalSandbox> {
+    if (sb.state === 'started') return Promise.resolve(sb);
+    return new Promise((resolve, reject) => {
+      const done = (): void => {
+        clearTimeout(t);
+        this.off('state', onState);
+      };
+      const onState = (c: StateChange): void => {
+        if (c.sandbox !== sb) return;
+        if (c.newState === 'started') {
+          done();
+          resolve(sb);
+        } else if (c.newState === 'error' || c.newState === 'build_failed') {
+          done();
+          reject(new DaytonaHttpError(400, `Sandbox failed to start: ${sb.errorReason ?? ''}`));
+        }
+      };
+      const t = setTimeout(() => {
+        done();
+        resolve(sb);
+      }, timeoutMs);
+      t.unref();
+      this.on('state', onState);
+    });
+  }
+
+  // --- start -----------------------------------------------------------------------------------
+
+  /** `POST /sandbox/{id}/start`. Lenient: `started` at once from any state. Daytona: the API's rules,
+   * the quota checked again, then `starting` for `stateChangeMs`. */
+  requestStart(sb: LocalSandbox): void {
+    if (!this.daytona) return this.start(sb);
+    if (!checkStart(sb)) return;
+    this.checkQuota(sb.resources, sb);
+    this.beginStart(sb);
+  }
+
+  private beginStart(sb: LocalSandbox): void {
+    sb.makeFolders();
+    sb.desiredState = 'started';
+    sb.errorReason = undefined;
+    sb.stoppedAt = undefined;
+    sb.touch();
+    this.stats.starts++;
+    const ms = this.opts.behaviour.stateChangeMs;
+    if (ms <= 0) return this.changeState(sb, 'started');
+    this.changeState(sb, 'starting');
+    this.later(sb, ms, () => {
+      sb.touch(); // a state change resets the idle timer
+      this.changeState(sb, 'started');
+    });
   }
 
   start(sb: LocalSandbox): void {
@@ -347,9 +211,31 @@ export class SandboxStore extends EventEmitter {
     sb.makeFolders();
     sb.errorReason = undefined;
     sb.stoppedAt = undefined;
+    sb.desiredState = 'started';
     sb.touch();
     this.stats.starts++;
     this.changeState(sb, 'started');
+  }
+
+  // --- stop ------------------------------------------------------------------------------------
+
+  /** `POST /sandbox/{id}/stop`. Daytona answers at once with `stopping` (an ephemeral sandbox is
+   * destroyed instead); the sandbox is `stopped` `stateChangeMs` later. */
+  async requestStop(sb: LocalSandbox, reason: 'api' | 'auto' = 'api'): Promise<void> {
+    if (!this.daytona) return this.stop(sb, reason);
+    checkStop(sb);
+    if (sb.autoDeleteInterval === 0) return this.markForDestroy(sb, reason);
+    if (reason === 'auto') this.stats.autoStops++;
+    else this.stats.stops++;
+    sb.desiredState = 'stopped';
+    this.changeState(sb, 'stopping');
+    const killed = sb.killProcesses();
+    this.later(sb, this.opts.behaviour.stateChangeMs, async () => {
+      await killed;
+      sb.stoppedAt = Date.now();
+      this.changeState(sb, 'stopped');
+    });
+    await killed;
   }
 
   /** Stop: every process dies, files stay. With autoDeleteInterval 0 the sandbox is deleted at once. */
@@ -358,6 +244,7 @@ export class SandboxStore extends EventEmitter {
     if (reason === 'auto') this.stats.autoStops++;
     else this.stats.stops++;
     // `stopping` at once, so no toolbox call starts a process while the others are being killed.
+    sb.desiredState = 'stopped';
     this.changeState(sb, 'stopping');
     await sb.killProcesses();
     sb.stoppedAt = Date.now();
@@ -365,11 +252,19 @@ export class SandboxStore extends EventEmitter {
     if (sb.autoDeleteInterval === 0) await this.remove(sb, 'auto');
   }
 
-  /** Delete: processes die, the folder goes, later lookups answer 404. */
-  async remove(sb: LocalSandbox, reason: 'api' | 'auto' = 'api'): Promise<void> {
-    if (!this.byId.has(sb.id)) return;
-    // Gone for every reader at once (lookups, counters); the cleanup below may take a moment.
-    this.byId.delete(sb.id);
+  // --- delete ----------------------------------------------------------------------------------
+
+  /** `DELETE /sandbox/{id}`. Lenient: gone at once. Daytona: 409 during a state change, else only
+   * marked (see markForDestroy). */
+  async requestDelete(sb: LocalSandbox, reason: 'api' | 'auto' = 'api'): Promise<void> {
+    if (!this.daytona) return this.remove(sb, reason);
+    checkDelete(sb);
+    await this.markForDestroy(sb, reason);
+  }
+
+  /** What deleting takes off the books, once per sandbox: it leaves the live list, its billed time
+   * ends. */
+  private recordDeleted(sb: LocalSandbox, reason: 'api' | 'auto'): void {
     this.deletedCount++;
     if (reason === 'auto') this.stats.autoDeletes++;
     else this.stats.deletes++;
@@ -387,22 +282,87 @@ export class SandboxStore extends EventEmitter {
     this.deletedRunningMs += record.runningMs;
     this.deletedRecords.push(record);
     if (this.deletedRecords.length > MAX_DELETED_RECORDS) this.deletedRecords.shift();
+  }
+
+  /**
+   * Daytona's delete: the record gets `desiredState: destroyed` and a `DESTROYED_<name>_<ms>` name and
+   * reads `destroying` (the API's DTO maps started/stopped + destroyed to it); it stays listed and
+   * gettable until the runner has destroyed it, `destroyDelayMs` later, then 404. The runner removes the
+   * container as soon as the event reaches it, so the processes die at once. An errored sandbox is 404
+   * at once (findOneByIdOrName hides errored sandboxes marked for destroy).
+   */
+  private async markForDestroy(sb: LocalSandbox, reason: 'api' | 'auto'): Promise<void> {
+    if (sb.markedForDestroy || !this.byId.has(sb.id)) return;
+    this.recordDeleted(sb, reason);
+    sb.hidden = sb.state === 'error' || sb.state === 'build_failed';
+    sb.markedForDestroy = true;
+    sb.desiredState = 'destroyed';
+    sb.name = `DESTROYED_${sb.name}_${Date.now()}`;
+    this.changeState(sb, 'destroying');
+    const killed = sb.killProcesses();
+    this.later(sb, this.opts.behaviour.destroyDelayMs, async () => {
+      await killed;
+      this.byId.delete(sb.id);
+      this.changeState(sb, 'destroyed');
+      await rm(sb.dir, { recursive: true, force: true, maxRetries: 3 }).catch((err: unknown) => {
+        this.opts.log(`warning: could not remove ${sb.dir}: ${String(err)}`);
+      });
+    });
+    await killed;
+  }
+
+  /** Delete: processes die, the folder goes, later lookups answer 404. */
+  async remove(sb: LocalSandbox, reason: 'api' | 'auto' = 'api'): Promise<void> {
+    if (!this.byId.has(sb.id)) return;
+    // Gone for every reader at once (lookups, counters); the cleanup below may take a moment.
+    this.byId.delete(sb.id);
+    this.recordDeleted(sb, reason);
     await sb.killProcesses();
+    sb.desiredState = 'destroyed';
     this.changeState(sb, 'destroyed');
     await rm(sb.dir, { recursive: true, force: true, maxRetries: 3 }).catch((err: unknown) => {
       this.opts.log(`warning: could not remove ${sb.dir}: ${String(err)}`);
     });
   }
 
+  // --- recover ---------------------------------------------------------------------------------
+
+  /** `POST /sandbox/{id}/recover`. Lenient: an errored sandbox starts again. Daytona: only a
+   * recoverable `error` (else 400); it goes to `stopped` (its disk counted again), then starts unless
+   * `skipStart`. */
+  recover(sb: LocalSandbox, skipStart: boolean): void {
+    if (!this.daytona) {
+      if (sb.state !== 'error' && sb.state !== 'build_failed') throw new DaytonaHttpError(400, 'Sandbox must be in error state to recover');
+      sb.recoverable = false;
+      if (skipStart) {
+        sb.errorReason = undefined;
+        sb.desiredState = 'stopped';
+        sb.stoppedAt = Date.now();
+        this.changeState(sb, 'stopped');
+      } else this.start(sb);
+      return;
+    }
+    checkRecover(sb);
+    this.checkQuota({ disk: sb.resources.disk }, sb);
+    sb.errorReason = undefined;
+    sb.recoverable = false;
+    sb.desiredState = 'stopped';
+    sb.stoppedAt = Date.now();
+    this.changeState(sb, 'stopped');
+    if (!skipStart) this.requestStart(sb);
+  }
+
   /** Admin "kill": the sandbox's processes die as if it crashed; optionally its state changes too. */
-  async kill(sb: LocalSandbox, state?: 'error' | 'stopped', errorReason?: string): Promise<void> {
+  async kill(sb: LocalSandbox, state?: 'error' | 'build_failed' | 'stopped', errorReason?: string, recoverable = false): Promise<void> {
     this.stats.kills++;
     // The new state first (`stopping` on the way to `stopped`, as a stop does), so that no toolbox call
     // meets a `started` sandbox whose processes and sessions are half gone.
-    if (state === 'error') {
+    if (state === 'error' || state === 'build_failed') {
       sb.errorReason = errorReason ?? 'killed by admin';
-      this.changeState(sb, 'error');
+      sb.recoverable = state === 'error' && recoverable;
+      this.changeState(sb, state);
     } else if (state === 'stopped') {
+      sb.desiredState = 'stopped';
       this.changeState(sb, 'stopping');
     }
     await sb.killProcesses(state === 'stopped');
@@ -418,15 +378,18 @@ export class SandboxStore extends EventEmitter {
     try {
       const now = Date.now();
       const minute = this.opts.minuteMs;
+      const processesCount = this.opts.behaviour.autoStopActivity === 'processes';
       for (const sb of this.all()) {
-        if (sb.state === 'started') {
-          // Running work (a command still going) counts as activity, however long it runs.
-          if (sb.hasRunningWork) sb.touch();
+        if (sb.markedForDestroy) continue;
+        if (sb.state === 'started' && sb.desiredState === 'started') {
+          // An open toolbox or preview request is activity (Daytona's proxy refreshes it every 50 s
+          // while a request lasts); a running command is too, but only when processes count.
+          if (sb.openRequests > 0 || (processesCount && sb.hasRunningWork)) sb.touch();
           else if (sb.autoStopInterval > 0 && now - sb.lastActivity >= sb.autoStopInterval * minute) {
-            await this.stop(sb, 'auto');
+            await this.requestStop(sb, 'auto');
           }
         } else if (sb.state === 'stopped' && sb.autoDeleteInterval >= 0 && sb.stoppedAt !== undefined) {
-          if (now - sb.stoppedAt >= sb.autoDeleteInterval * minute) await this.remove(sb, 'auto');
+          if (now - sb.stoppedAt >= sb.autoDeleteInterval * minute) await this.requestDelete(sb, 'auto');
         }
       }
     } catch (err) {
@@ -439,6 +402,8 @@ export class SandboxStore extends EventEmitter {
   /** Server shutdown: every process of every sandbox dies; folders stay (the root may be reused). */
   async shutdown(): Promise<void> {
     clearInterval(this.timer);
+    for (const t of this.transitions) clearTimeout(t);
+    this.transitions.clear();
     await Promise.all(this.all().map((sb) => sb.killProcesses().catch(() => undefined)));
   }
 }

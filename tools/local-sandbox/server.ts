@@ -25,14 +25,21 @@ import type { FaultConfig } from './faults.ts';
 import { DaytonaHttpError, sendError, sendJson } from './http-util.ts';
 import { buildPortShim } from './port-shim.ts';
 import { handlePreview, handlePreviewUpgrade } from './preview.ts';
+import { resolveBehaviour } from './profile.ts';
+import type { Behaviour, BehaviourOptions, EgressRule } from './profile.ts';
 import { SandboxStore } from './sandboxes.ts';
 import type { LocalSandbox, StateChange } from './sandboxes.ts';
 import { SocketIoHub } from './socket-io.ts';
 import { handleToolbox, handleToolboxUpgrade } from './toolbox.ts';
 
 export type { FaultConfig } from './faults.ts';
+export type { Behaviour, BehaviourOptions, Profile } from './profile.ts';
 
-export interface LocalSandboxServerOptions {
+/**
+ * `profile` ('lenient' by default, or env LOCAL_SANDBOX_PROFILE) picks every behaviour of
+ * BehaviourOptions at once; each can be set on its own over it (see profile.ts and README.md).
+ */
+export interface LocalSandboxServerOptions extends BehaviourOptions {
   /** 0 (default) picks a free port */
   port?: number;
   /** interface to listen on; default 127.0.0.1 */
@@ -56,6 +63,8 @@ export interface LocalSandboxServer {
   apiUrl: string;
   port: number;
   root: string;
+  /** the behaviours in force, after the profile and the overrides */
+  behaviour: Behaviour;
   /** Kills every sandbox process and stops the server. Removes the root only if the server made it. */
   close(): Promise<void>;
 }
@@ -80,11 +89,16 @@ export async function startLocalSandboxServer(opts: LocalSandboxServerOptions = 
   const minuteMs = opts.minuteMs ?? envNumber('LOCAL_SANDBOX_MINUTE_MS') ?? 60_000;
   if (!(minuteMs > 0)) throw new Error('minuteMs must be > 0');
   const createLatencyMs = opts.createLatencyMs ?? envNumber('LOCAL_SANDBOX_CREATE_LATENCY_MS') ?? 0;
+  const behaviour = resolveBehaviour(opts);
 
   const shimPath = await buildPortShim(path.join(root, '.cache'), log);
+  if (!shimPath && behaviour.egress === 'restricted') log('warning: without the port shim, restricted egress is not enforced');
   const faults = new Faults(opts.faults);
   if (createLatencyMs) faults.merge({ delayMs: { ...faults.snapshot().delayMs, create: createLatencyMs } });
-  const store = new SandboxStore({ root, minuteMs, shimPath, npmCache: hostNpmCache(), log });
+  // Filled in once the server listens: its own address stands for app.daytona.io, which is on
+  // Daytona's essential-services allowlist, so a restricted sandbox still reaches it.
+  const serverEgressAllow: EgressRule[] = [];
+  const store = new SandboxStore({ root, minuteMs, shimPath, npmCache: hostNpmCache(), behaviour, serverEgressAllow, log });
   const app: App = {
     store,
     faults,
@@ -92,6 +106,7 @@ export async function startLocalSandboxServer(opts: LocalSandboxServerOptions = 
     revokedSignedTokens: new Set(),
     shimActive: !!shimPath,
     minuteMs,
+    behaviour,
     counters: { api: {}, toolbox: {}, previewRequests: 0, socketIoConnections: 0 },
     baseUrl: '',
     log,
@@ -133,6 +148,7 @@ export async function startLocalSandboxServer(opts: LocalSandboxServerOptions = 
   const port = typeof address === 'object' && address ? address.port : Number(opts.port);
   const host = !opts.host || ['0.0.0.0', '::', '127.0.0.1', 'localhost'].includes(opts.host) ? '127.0.0.1' : opts.host.includes(':') ? `[${opts.host}]` : opts.host;
   app.baseUrl = `http://${host}:${port}`;
+  serverEgressAllow.push({ family: 4, address: '127.0.0.1', prefix: 32, port }, { family: 6, address: '::1', prefix: 128, port });
 
   let closing: Promise<void> | undefined;
   return {
@@ -140,6 +156,7 @@ export async function startLocalSandboxServer(opts: LocalSandboxServerOptions = 
     apiUrl: `${app.baseUrl}/api`,
     port,
     root,
+    behaviour,
     close: () =>
       (closing ??= (async () => {
         hub.close();

@@ -2,10 +2,20 @@
 // commands of one session run one at a time, as in Daytona's daemon.
 //
 // Each command is written to its own file and sourced by the session's shell with its output sent to
-// two files of its own (stdout, stderr). A line on fd 3 (`<cmdId> <exit code>`) tells the server it
-// ended. Output is never held in memory: the server only records which byte ranges of which file
-// arrived in which order (the "chunks"), and reads the bytes back when a client asks for logs. Background
-// processes started by a command keep writing to that command's files, as on Daytona.
+// two files of its own (stdout, stderr). A line on fd 3 (`<cmdId> <exit code>`), written by the
+// session's shell after the command, tells the server it ended. Output is never held in memory: the
+// server only records which byte ranges of which file arrived in which order (the "chunks"), and reads
+// the bytes back when a client asks for logs.
+//
+// Two modes:
+// - 'lenient' (the default): the server queues commands and starts each when the one before ended;
+//   output goes straight to the files, stdin is /dev/null, and a shell that dies ends its command with
+//   the shell's exit status. Background processes keep writing to their command's files.
+// - 'daemon': Daytona's daemon v0.190 wrapper (apps/daemon/pkg/session/execute.go 196-236), written to
+//   the shell's stdin at once: per-command FIFOs, line readers that append to the logs, stdin that is at
+//   EOF at once (sync) or held open for ever (async), and an exit code written by the shell itself only
+//   after both readers drained. So a command that `exec`s or `exit`s away the shell never gets an exit
+//   code, and neither does one that leaves a background process holding its stdout or stderr.
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -22,6 +32,18 @@ export interface ProcessHost {
   adopt(child: ChildProcess): void;
   /** marks the sandbox busy (for auto-stop) until the returned function is called */
   beginWork(): () => void;
+}
+
+export type SessionMode = 'daemon' | 'lenient';
+
+/** Thrown by `exec` in 'daemon' mode when the session's shell is gone: the daemon's write of the
+ * command to the shell's stdin fails (the command stays registered, with no exit code). */
+export class SessionShellGone extends Error {
+  readonly cmd: SessionCommand;
+  constructor(cmd: SessionCommand) {
+    super('failed to write command: write |1: broken pipe');
+    this.cmd = cmd;
+  }
 }
 
 export type StreamFd = 1 | 2;
@@ -44,6 +66,8 @@ export class SessionCommand extends EventEmitter {
   readonly command: string;
   readonly dir: string;
   exitCode: number | undefined;
+  /** the session was deleted (or its sandbox stopped) before this command ended: it never will */
+  cancelled = false;
   private readonly chunks: Chunk[] = [];
   private readonly sizes: Record<StreamFd, number> = { 1: 0, 2: 0 };
   private draining: Promise<void> = Promise.resolve();
@@ -99,6 +123,31 @@ export class SessionCommand extends EventEmitter {
     this.emit('exit', exitCode);
   }
 
+  /** Ends the command without an exit code: what the daemon does to its commands when their session
+   * is deleted (log streams close normally, a waiting sync exec fails with "session cancelled"). */
+  async cancel(): Promise<void> {
+    if (this.done || this.cancelled) return;
+    if (this.poll) clearInterval(this.poll);
+    this.poll = undefined;
+    await this.drain();
+    this.cancelled = true;
+    this.emit('cancel');
+  }
+
+  /** Resolves once the command has an exit code, or was cancelled. */
+  settled(): Promise<void> {
+    if (this.done || this.cancelled) return Promise.resolve();
+    return new Promise((resolve) => {
+      const end = (): void => {
+        this.off('exit', end);
+        this.off('cancel', end);
+        resolve();
+      };
+      this.on('exit', end);
+      this.on('cancel', end);
+    });
+  }
+
   /** stdout, stderr and both interleaved in arrival order. */
   async logs(): Promise<{ output: string; stdout: string; stderr: string }> {
     await this.drain();
@@ -118,6 +167,7 @@ export class SessionCommand extends EventEmitter {
     const poke = (): void => wake?.();
     this.on('chunk', poke);
     this.on('exit', poke);
+    this.on('cancel', poke);
     try {
       if (!this.done) await this.drain();
       for (;;) {
@@ -141,14 +191,15 @@ export class SessionCommand extends EventEmitter {
         }
         const last = this.chunks[idx];
         const caughtUp = !last || sentTo >= last.end;
-        // `finish` drains before it sets the exit code, so once done the chunk list is complete.
-        if (this.done && caughtUp) return;
+        // `finish` and `cancel` drain before they end it, so once ended the chunk list is complete.
+        if ((this.done || this.cancelled) && caughtUp) return;
         if (caughtUp) await new Promise<void>((resolve) => (wake = resolve));
         wake = undefined;
       }
     } finally {
       this.off('chunk', poke);
       this.off('exit', poke);
+      this.off('cancel', poke);
     }
   }
 }
@@ -172,17 +223,23 @@ async function readRange(file: string, start: number, end: number): Promise<Buff
 
 export class Session {
   readonly id: string;
+  readonly mode: SessionMode;
   private readonly dir: string;
   private readonly host: ProcessHost;
   private readonly commands = new Map<string, SessionCommand>();
+  /** lenient: commands waiting for the one before to end */
   private readonly queue: SessionCommand[] = [];
   private shell: ChildProcess | undefined;
+  /** lenient: the one command the shell runs now */
   private running: { cmd: SessionCommand; endWork: () => void } | undefined;
+  /** daemon: every command written to the shell that has not ended yet, in order */
+  private readonly written = new Map<string, { cmd: SessionCommand; endWork: () => void }>();
   private markerBuf = '';
   ended = false;
 
-  constructor(id: string, dir: string, host: ProcessHost) {
+  constructor(id: string, dir: string, host: ProcessHost, mode: SessionMode = 'lenient') {
     this.id = id;
+    this.mode = mode;
     this.dir = dir;
     this.host = host;
     mkdirSync(dir, { recursive: true });
@@ -207,8 +264,9 @@ export class Session {
     return this.commands.get(cmdId);
   }
 
-  /** Queues a command; it starts when the previous one has ended. */
-  exec(command: string, opts: { hang?: boolean } = {}): SessionCommand {
+  /** Registers a command and hands it to the shell (lenient: queues it until the previous one ended).
+   * In 'daemon' mode a session whose shell is gone throws SessionShellGone, the command registered. */
+  exec(command: string, opts: { hang?: boolean; async?: boolean } = {}): SessionCommand {
     const id = randomUUID();
     const dir = path.join(this.dir, id);
     mkdirSync(dir, { recursive: true });
@@ -217,6 +275,13 @@ export class Session {
     writeFileSync(path.join(dir, 'stderr'), '');
     const cmd = new SessionCommand(id, command, dir);
     this.commands.set(id, cmd);
+    if (this.mode === 'daemon') {
+      if (this.ended || !this.shell?.stdin?.writable) throw new SessionShellGone(cmd);
+      this.written.set(id, { cmd, endWork: this.host.beginWork() });
+      cmd.startPolling();
+      this.shell.stdin.write(daemonWrapper(cmd, opts.async === true));
+      return cmd;
+    }
     this.queue.push(cmd);
     this.runNext();
     return cmd;
@@ -243,7 +308,14 @@ export class Session {
     while ((nl = this.markerBuf.indexOf('\n')) >= 0) {
       const [id, code] = this.markerBuf.slice(0, nl).split(' ');
       this.markerBuf = this.markerBuf.slice(nl + 1);
-      if (this.running && this.running.cmd.id === id) void this.complete(Number(code));
+      if (this.mode === 'daemon') {
+        const w = this.written.get(id ?? '');
+        if (w) {
+          this.written.delete(w.cmd.id);
+          w.endWork();
+          void w.cmd.finish(Number(code));
+        }
+      } else if (this.running && this.running.cmd.id === id) void this.complete(Number(code));
     }
   }
 
@@ -260,6 +332,12 @@ export class Session {
     if (this.ended) return;
     this.ended = true;
     this.shell = undefined;
+    if (this.mode === 'daemon') {
+      // Nobody is left to write an exit code: the commands stay without one (the daemon keeps polling
+      // for a file that never comes). They stop counting as work, as nothing runs them any more.
+      for (const w of this.written.values()) w.endWork();
+      return;
+    }
     const pending = [...this.queue];
     this.queue.length = 0;
     await this.complete(exitCode);
@@ -270,4 +348,52 @@ export class Session {
   kill(): void {
     if (this.shell?.pid) killGroup(this.shell.pid);
   }
+
+  /** The session is deleted (or its sandbox stopped): in 'daemon' mode, commands that never got an
+   * exit code end without one, as the daemon cancels the session's context. */
+  async cancel(): Promise<void> {
+    if (this.mode !== 'daemon') return;
+    const open = [...this.written.values()];
+    this.written.clear();
+    for (const w of open) w.endWork();
+    await Promise.all(this.list().map((c) => c.cancel()));
+  }
+}
+
+/**
+ * Daytona's command wrapper (daemon v0.190, apps/daemon/pkg/session/execute.go 196-236), with the
+ * daemon's own variable names, run by the session's shell itself. Two differences: stdout and stderr go
+ * to two files instead of one log with stream prefixes, and once the exit code is written the shell
+ * also says so on fd 3, so the server need not poll for the file.
+ */
+function daemonWrapper(cmd: SessionCommand, async: boolean): string {
+  const q = (name: string): string => shQuote(path.join(cmd.dir, name));
+  // Sync commands see EOF at once; async ones get a stdin that stays open (the daemon keeps it for
+  // SendInput): a command that reads stdin waits for ever.
+  const stdin = async ? `while :; do sleep 3600; done > "$ip" 3>&- &` : `cat /dev/null > "$ip" 3>&- &`;
+  return [
+    '{',
+    `\tlog=${q('stdout')}`,
+    `\telog=${q('stderr')}`,
+    `\tdir=${shQuote(cmd.dir)}`,
+    `\tsp="$dir/stdout.pipe"`,
+    `\tep="$dir/stderr.pipe"`,
+    `\tip="$dir/stdin.pipe"`,
+    `\trm -f "$sp" "$ep" "$ip" && mkfifo "$sp" "$ep" "$ip" || exit 1`,
+    `\tcleanup() { rm -f "$sp" "$ep" "$ip"; }`,
+    `\ttrap 'cleanup' EXIT HUP INT TERM`,
+    `\t( while IFS= read -r line || [ -n "$line" ]; do printf '%s\\n' "$line"; done < "$sp" ) >> "$log" 3>&- & r1=$!`,
+    `\t( while IFS= read -r line || [ -n "$line" ]; do printf '%s\\n' "$line"; done < "$ep" ) >> "$elog" 3>&- & r2=$!`,
+    `\t${stdin}`,
+    `\tip_pid=$!`,
+    `\t{ . ${q('cmd.sh')}; } < "$ip" > "$sp" 2> "$ep" 3>&-`,
+    `\t_ec=$?`,
+    `\tkill "$ip_pid" 2>/dev/null; wait "$ip_pid" 2>/dev/null`,
+    `\twait "$r1" "$r2"`,
+    `\techo "$_ec" >> "$dir/exit_code"`,
+    `\tprintf '%s %s\\n' ${shQuote(cmd.id)} "$_ec" >&3`,
+    `\tcleanup`,
+    '}',
+    '',
+  ].join('\n');
 }

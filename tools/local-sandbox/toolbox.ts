@@ -9,10 +9,21 @@ import type { WebSocketServer } from 'ws';
 import type { App, Req } from './context.ts';
 import { count, failRequest, sleep } from './context.ts';
 import { registerFileRoutes } from './files.ts';
-import { DaytonaHttpError, Router, daemonError, dispatch, optionalInt, optionalStringRecord, readJson, sendEmpty, sendJson } from './http-util.ts';
+import {
+  DaytonaHttpError,
+  Router,
+  asV0190,
+  daemonError,
+  dispatch,
+  optionalInt,
+  optionalStringRecord,
+  readJson,
+  sendEmpty,
+  sendJson,
+} from './http-util.ts';
 import { BASH, exitCodeOf, killGroup, spawnShell } from './proc.ts';
 import type { LocalSandbox } from './sandboxes.ts';
-import { HANG_COMMAND } from './sessions.ts';
+import { HANG_COMMAND, SessionShellGone } from './sessions.ts';
 import type { Session, SessionCommand, StreamFd } from './sessions.ts';
 
 export interface ToolboxReq extends Req {
@@ -76,7 +87,11 @@ router.on('POST', '/process/execute', async (r) => {
       resolve();
     });
   });
-  if (timedOut) throw daemonError(408, `command execution timeout after ${timeout}s`, 'PROCESS_EXECUTION_TIMEOUT');
+  if (timedOut) {
+    throw daemonError(408, `command execution timeout after ${timeout}s`, 'PROCESS_EXECUTION_TIMEOUT', {
+      message: 'request timeout: command execution timeout',
+    });
+  }
   sendJson(r.res, 200, { exitCode: exitCodeOf(exit.code, exit.signal), result: Buffer.concat(chunks).toString('utf8') });
 });
 
@@ -115,24 +130,42 @@ router.on('DELETE', '/process/session/:sid', (r, p) => {
   sendEmpty(r.res, 204);
 });
 
+/** v0.190: the exec controller wraps whatever the session service returns (`failed to execute
+ * command: %w`), so even a typed error reaches the middleware as an untyped 500
+ * (apps/daemon/pkg/toolbox/process/session/execute.go 67-70). */
+function execFailure(status: number, message: string, code: string | undefined, v0190Message: string): DaytonaHttpError {
+  return daemonError(status, message, code, { message: `failed to execute command: ${v0190Message}`, untyped: true });
+}
+
 router.on('POST', '/process/session/:sid/exec', async (r, p) => {
   const body = await readJson(r.req);
-  const s = r.sandbox.session(p.sid!);
+  const s = r.sandbox.sessions.get(p.sid!);
+  if (!s) throw execFailure(404, `session ${p.sid!} not found`, 'PROCESS_NOT_FOUND', 'not found: session not found');
   if (typeof body.command !== 'string' || !body.command.trim()) throw new DaytonaHttpError(400, 'command is required');
-  if (s.ended) throw daemonError(410, `session ${s.id} has ended`, 'SESSION_ENDED');
-  const cmd = s.exec(body.command, { hang: r.app.faults.takeHang(body.command, r.sandbox.labels) });
-  if (body.runAsync === true || body.async === true) {
+  const runAsync = body.runAsync === true || body.async === true;
+  const ended = (): DaytonaHttpError =>
+    execFailure(410, `session ${s.id} has ended`, 'SESSION_ENDED', 'bad request: failed to write command: write |1: broken pipe');
+  if (s.ended && s.mode !== 'daemon') throw ended();
+  let cmd: SessionCommand;
+  try {
+    cmd = s.exec(body.command, { hang: r.app.faults.takeHang(body.command, r.sandbox.labels), async: runAsync });
+  } catch (err) {
+    if (err instanceof SessionShellGone) throw ended();
+    throw err;
+  }
+  if (runAsync) {
     sendJson(r.res, 202, { cmdId: cmd.id });
     return;
   }
-  if (!cmd.done) await new Promise((resolve) => cmd.once('exit', resolve));
+  await cmd.settled();
+  if (cmd.cancelled) throw execFailure(500, `session ${s.id} was cancelled`, undefined, 'bad request: session cancelled');
   const logs = await cmd.logs();
   sendJson(r.res, 200, { cmdId: cmd.id, ...logs, exitCode: cmd.exitCode });
 });
 
 function command(r: ToolboxReq, sid: string, cid: string): SessionCommand {
   const cmd = r.sandbox.session(sid).get(cid);
-  if (!cmd) throw daemonError(404, `command ${cid} not found`, 'PROCESS_NOT_FOUND');
+  if (!cmd) throw daemonError(404, `command ${cid} not found`, 'PROCESS_NOT_FOUND', { message: 'not found: command not found' });
   return cmd;
 }
 
@@ -157,26 +190,46 @@ registerFileRoutes(router);
 /** Daytona's log framing: each frame starts with a 3-byte marker saying which stream it carries. */
 const MARKERS: Record<StreamFd, Buffer> = { 1: Buffer.from([1, 1, 1]), 2: Buffer.from([2, 2, 2]) };
 
-/** Finds the sandbox of a `/toolbox/<id>/...` request, refusing one that is gone or not running. */
-export function toolboxSandbox(app: App, id: string): LocalSandbox {
+/** Finds the sandbox of a `/toolbox/<id>/...` request, refusing one that is gone or not running.
+ * Lifecycle 'daytona' answers as the runner's toolbox proxy does (apps/runner/pkg/api/controllers/
+ * proxy.go 66-92): a container that does not exist (yet, or any more) is 404, one without an IP
+ * (stopped, starting, errored) is 400 "... Is the Sandbox started?" after the runner's 3 tries. */
+export async function toolboxSandbox(app: App, id: string, path: string, method: string): Promise<LocalSandbox> {
   const sb = app.store.findById(id);
   if (!sb) throw new DaytonaHttpError(404, `Sandbox with ID ${id} not found`);
-  if (sb.state !== 'started') throw new DaytonaHttpError(400, `Sandbox is not running (state: ${sb.state})`);
-  return sb;
+  if (sb.state === 'started') return sb;
+  if (app.behaviour.lifecycle !== 'daytona') throw new DaytonaHttpError(400, `Sandbox is not running (state: ${sb.state})`);
+  const runnerPath = `/sandboxes/${id}/toolbox${path}`;
+  if (sb.state === 'creating' || sb.state === 'destroying' || sb.state === 'destroyed') {
+    throw asV0190(
+      new DaytonaHttpError(404, `not found: sandbox container not found: Error response from daemon: No such container: ${id}`),
+      runnerPath,
+      method,
+    );
+  }
+  await sleep(300); // the runner's retries: 100 ms, then 200 ms
+  throw asV0190(
+    new DaytonaHttpError(400, 'bad request: failed to resolve container IP after 3 attempts: no IP address found. Is the Sandbox started?'),
+    runnerPath,
+    method,
+  );
 }
 
 export async function handleToolbox(r: Req, sandboxId: string, rest: string): Promise<void> {
-  const sandbox = toolboxSandbox(r.app, sandboxId);
-  sandbox.touch();
+  const method = r.req.method ?? 'GET';
+  const sandbox = await toolboxSandbox(r.app, sandboxId, rest, method);
+  sandbox.trackRequest(r.res);
   const delay = r.app.faults.delay('toolbox', sandbox.labels);
   if (delay) await sleep(delay);
   const fault = r.app.faults.takeToolboxFailure(rest, sandbox.labels);
   if (fault) {
-    count(r.app.counters.toolbox, `${r.req.method ?? 'GET'} (fault)`);
+    count(r.app.counters.toolbox, `${method} (fault)`);
     return failRequest(r, fault);
   }
   const tr: ToolboxReq = { ...r, sandbox };
-  const name = await dispatch(router, r.req.method ?? 'GET', rest, r.res, tr);
+  const v0190 = r.app.behaviour.daemon === 'v0.190';
+  const path = rest.split('?')[0] ?? rest;
+  const name = await dispatch(router, method, rest, r.res, tr, v0190 ? (err) => asV0190(err, path, method) : undefined);
   count(r.app.counters.toolbox, name);
 }
 
@@ -193,23 +246,38 @@ export function handleToolboxUpgrade(
   sandboxId: string,
   rest: string,
 ): void {
+  void upgradeLogs(app, wss, req, socket, head, sandboxId, rest);
+}
+
+async function upgradeLogs(
+  app: App,
+  wss: WebSocketServer,
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  sandboxId: string,
+  rest: string,
+): Promise<void> {
   const m = LOGS_WS.exec(rest);
   let cmd: SessionCommand | undefined;
   let sandbox: LocalSandbox | undefined;
+  const method = req.method ?? 'GET';
   try {
     if (!m) throw new DaytonaHttpError(404, `no WebSocket endpoint at ${rest}`);
-    sandbox = toolboxSandbox(app, sandboxId);
+    sandbox = await toolboxSandbox(app, sandboxId, rest, method);
     const session = sandbox.session(decodeURIComponent(m[1]!));
     cmd = session.get(decodeURIComponent(m[2]!));
-    if (!cmd) throw daemonError(404, `command ${m[2]!} not found`, 'PROCESS_NOT_FOUND');
+    if (!cmd) throw daemonError(404, `command ${m[2]!} not found`, 'PROCESS_NOT_FOUND', { message: 'not found: command not found' });
   } catch (err) {
-    const e = err instanceof DaytonaHttpError ? err : new DaytonaHttpError(500, String(err));
+    let e = err instanceof DaytonaHttpError ? err : new DaytonaHttpError(500, String(err));
+    if (app.behaviour.daemon === 'v0.190') e = asV0190(e, rest, method);
     const body = JSON.stringify(e.body());
     socket.end(`HTTP/1.1 ${e.statusCode} Error\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
     return;
   }
   count(app.counters.toolbox, 'WS /process/session/:sid/command/:cid/logs');
-  sandbox.touch();
+  // An open log stream is an open request through the proxy: activity while it lasts.
+  sandbox.trackRequest(socket);
   const found = cmd;
   wss.handleUpgrade(req, socket, head, (ws) => {
     let closed = false;

@@ -1,0 +1,330 @@
+// One sandbox: its record (what the control plane answers), its folders, its processes' environment
+// and its sessions. The store (sandboxes.ts) owns the life cycle and is the only one that changes state.
+//
+// Layout of one sandbox, `<root>/sandboxes/<id>/`:
+//   home/             HOME (npm global prefix in home/.npm-global, so `npm i -g` stays inside)
+//   home/workspace/   the work dir (getWorkDir); relative toolbox paths resolve against it
+//   tmp/              TMPDIR
+//   .ports/           port shim mappings: file `3000` holds the real port the sandbox's port 3000 got
+//   .daytona/         session shells' command files and logs
+import type { ChildProcess } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import { daemonError } from './http-util.ts';
+import { DEFAULT_RESOURCES } from './lifecycle.ts';
+import type { DesiredState, Resources, SandboxState } from './lifecycle.ts';
+import { killGroup, MARKER_VAR, sweepMarkedProcesses } from './proc.ts';
+import type { Behaviour, EgressRule } from './profile.ts';
+import { parseNetworkAllowList, shimRules } from './profile.ts';
+import { Session } from './sessions.ts';
+import type { ProcessHost } from './sessions.ts';
+
+export interface CreateParams {
+  name?: string;
+  user?: string;
+  env: Record<string, string>;
+  labels: Record<string, string>;
+  public?: boolean;
+  snapshot?: string;
+  target?: string;
+  cpu?: number;
+  gpu?: number;
+  memory?: number;
+  disk?: number;
+  autoStopInterval?: number;
+  autoArchiveInterval?: number;
+  autoDeleteInterval?: number;
+  networkBlockAll?: boolean;
+  networkAllowList?: string;
+  buildInfo?: unknown;
+}
+
+/** Environment variables of the server that must not reach sandbox processes: npm's per-run settings
+ * (they would point npm at this project), test-runner markers, and anything Daytona (credentials). */
+const PRIVATE_ENV = /^(npm_|INIT_CWD$|VITEST|DAYTONA_|LOCAL_SANDBOX_|NODE_OPTIONS$|NODE_ENV$)/i;
+
+export interface StoreOptions {
+  root: string;
+  minuteMs: number;
+  /** absolute path of the compiled port shim, when it could be built */
+  shimPath: string | undefined;
+  /** the host's npm cache, shared by sandboxes (content-addressed, safe to share) */
+  npmCache: string | undefined;
+  /** which behaviours are on (profile.ts) */
+  behaviour: Behaviour;
+  /** destinations a restricted sandbox may reach besides `behaviour.egressAllow` (the server itself) */
+  serverEgressAllow: EgressRule[];
+  log: (line: string) => void;
+}
+
+export class LocalSandbox implements ProcessHost {
+  readonly id: string;
+  readonly seq: number;
+  /** renamed `DESTROYED_<name>_<ms>` when a delete marks it (lifecycle 'daytona'), as Daytona does */
+  name: string;
+  readonly createdAt: Date;
+  updatedAt: Date;
+  lastActivity: number;
+  state: SandboxState = 'started';
+  desiredState: DesiredState = 'started';
+  errorReason: string | undefined;
+  /** Daytona's `recover` works only on a sandbox whose error the runner reported as recoverable */
+  recoverable = false;
+  /** a delete was accepted (lifecycle 'daytona'): still listed and gettable until it is destroyed */
+  markedForDestroy = false;
+  /** an errored sandbox marked for destroy: Daytona answers 404 for it at once */
+  hidden = false;
+  /** toolbox and preview requests still open: the proxy counts them as activity while they last */
+  openRequests = 0;
+  /** bumped by every state change, so a scheduled transition that was overtaken does nothing */
+  transition = 0;
+  labels: Record<string, string>;
+  readonly params: CreateParams;
+  autoStopInterval: number;
+  autoArchiveInterval: number;
+  autoDeleteInterval: number;
+  readonly previewToken = randomBytes(16).toString('hex');
+  readonly dir: string;
+  readonly homeDir: string;
+  readonly workDir: string;
+  readonly tmpDir: string;
+  readonly portsDir: string;
+  readonly sessionsDir: string;
+  runningSince: number | undefined;
+  runningMs = 0;
+  stoppedAt: number | undefined;
+  readonly sessions = new Map<string, Session>();
+  private readonly children = new Set<ChildProcess>();
+  private busy = 0;
+  private sessionSeq = 0;
+  private readonly opts: StoreOptions;
+
+  constructor(seq: number, params: CreateParams, opts: StoreOptions) {
+    this.id = randomUUID();
+    this.seq = seq;
+    this.name = params.name || this.id;
+    this.params = params;
+    this.opts = opts;
+    this.labels = { ...params.labels };
+    this.createdAt = new Date();
+    this.updatedAt = this.createdAt;
+    this.lastActivity = Date.now();
+    // Daytona's defaults: auto-stop after 15 idle minutes, archive after 7 days, never auto-delete.
+    this.autoStopInterval = params.autoStopInterval ?? 15;
+    this.autoArchiveInterval = params.autoArchiveInterval ?? 7 * 24 * 60;
+    this.autoDeleteInterval = params.autoDeleteInterval ?? -1;
+    this.dir = path.join(opts.root, 'sandboxes', this.id);
+    this.homeDir = path.join(this.dir, 'home');
+    this.workDir = path.join(this.homeDir, 'workspace');
+    this.tmpDir = path.join(this.dir, 'tmp');
+    this.portsDir = path.join(this.dir, '.ports');
+    this.sessionsDir = path.join(this.dir, '.daytona', 'sessions');
+    this.makeFolders();
+    this.runningSince = Date.now();
+  }
+
+  makeFolders(): void {
+    for (const d of [this.workDir, path.join(this.homeDir, '.npm-global', 'bin'), this.tmpDir, this.portsDir, this.sessionsDir]) {
+      mkdirSync(d, { recursive: true });
+    }
+  }
+
+  /** The environment of every sandbox process: the server's (less private variables), the sandbox's
+   * own HOME/TMPDIR/npm prefix with its bins first in PATH, the port shim, then the sandbox `env`. */
+  processEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+    const env: NodeJS.ProcessEnv = {};
+    for (const [k, v] of Object.entries(process.env)) if (!PRIVATE_ENV.test(k)) env[k] = v;
+    const npmPrefix = path.join(this.homeDir, '.npm-global');
+    Object.assign(env, {
+      HOME: this.homeDir,
+      TMPDIR: this.tmpDir,
+      TMP: this.tmpDir,
+      TEMP: this.tmpDir,
+      SHELL: '/bin/bash',
+      PATH: [path.join(npmPrefix, 'bin'), path.join(this.homeDir, '.local', 'bin'), process.env.PATH ?? '/usr/bin:/bin'].join(':'),
+      NPM_CONFIG_PREFIX: npmPrefix,
+      DAYTONA_SANDBOX_ID: this.id,
+      DAYTONA_SANDBOX_USER: this.params.user ?? 'daytona',
+      [MARKER_VAR]: this.id,
+    });
+    if (this.opts.npmCache) env.NPM_CONFIG_CACHE = this.opts.npmCache;
+    if (this.opts.shimPath) {
+      env.LD_PRELOAD = [this.opts.shimPath, process.env.LD_PRELOAD].filter(Boolean).join(':');
+      env.LOCAL_SANDBOX_PORTS_DIR = this.portsDir;
+    }
+    Object.assign(env, this.params.env, extra);
+    // The egress policy last, so that a create's `env` cannot switch it off by accident.
+    if (this.opts.shimPath) Object.assign(env, this.egressEnv());
+    return env;
+  }
+
+  /** What the port shim enforces for this sandbox's processes (port-shim.c, "Egress"). */
+  private egressEnv(): Record<string, string> {
+    const b = this.opts.behaviour;
+    const env: Record<string, string> = {};
+    if (b.egress === 'restricted') {
+      env.LOCAL_SANDBOX_EGRESS = 'restricted';
+      env.LOCAL_SANDBOX_EGRESS_ALLOW = shimRules([...b.egressAllow, ...this.opts.serverEgressAllow]);
+      env.LOCAL_SANDBOX_EGRESS_EXTERNAL = b.egressExternal;
+    }
+    // A create's own limits (Tier 3+), only when they are enforced: lenient ignores them, as it
+    // always did. networkBlockAll wins over networkAllowList (network-limits.mdx).
+    if (b.sandboxNetwork !== 'enforce') return env;
+    if (this.params.networkBlockAll) env.LOCAL_SANDBOX_NET_BLOCK_ALL = '1';
+    else if (this.params.networkAllowList?.trim()) {
+      // Lenient creates are not validated: entries that are no IPv4 CIDR allow nothing.
+      const rules = this.params.networkAllowList.split(',').flatMap((entry) => {
+        try {
+          return parseNetworkAllowList(entry);
+        } catch {
+          return [];
+        }
+      });
+      env.LOCAL_SANDBOX_NET_ALLOW = shimRules(rules) || 'none';
+    }
+    return env;
+  }
+
+  /** What the sandbox holds of an organization's quota while it holds anything. */
+  get resources(): Resources {
+    return {
+      cpu: this.params.cpu ?? DEFAULT_RESOURCES.cpu,
+      memory: this.params.memory ?? DEFAULT_RESOURCES.memory,
+      disk: this.params.disk ?? DEFAULT_RESOURCES.disk,
+    };
+  }
+
+  /** A toolbox or preview request is activity; with autoStopActivity 'requests' (Daytona's proxy
+   * refreshes the activity while a request lasts) until it ends, else at its start only. */
+  trackRequest(ended: { once(event: 'close', cb: () => void): unknown }): void {
+    this.touch();
+    if (this.opts.behaviour.autoStopActivity !== 'requests') return;
+    this.openRequests++;
+    let done = false;
+    ended.once('close', () => {
+      if (done) return;
+      done = true;
+      this.openRequests--;
+      this.touch();
+    });
+  }
+
+  adopt(child: ChildProcess): void {
+    this.children.add(child);
+    child.once('exit', () => this.children.delete(child));
+  }
+
+  beginWork(): () => void {
+    this.busy++;
+    this.touch();
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      this.busy--;
+      this.touch();
+    };
+  }
+
+  get hasRunningWork(): boolean {
+    return this.busy > 0;
+  }
+
+  touch(): void {
+    this.lastActivity = Date.now();
+  }
+
+  createSession(id: string): Session {
+    if (this.sessions.has(id)) throw daemonError(409, `session ${id} already exists`, undefined, { message: 'conflict: session already exists' });
+    const session = new Session(id, path.join(this.sessionsDir, String(++this.sessionSeq)), this, this.opts.behaviour.sessions);
+    this.sessions.set(id, session);
+    return session;
+  }
+
+  session(id: string): Session {
+    const s = this.sessions.get(id);
+    if (!s) throw daemonError(404, `session ${id} not found`, 'PROCESS_NOT_FOUND', { message: 'not found: session not found' });
+    return s;
+  }
+
+  /** Kills every process of the sandbox: sessions, commands, and strays that left their group.
+   * `forgetSessions: false` keeps the dead sessions listed, their commands ended with 137, as a
+   * daemon that survived its processes would; stop and delete forget them, as a restarted one does. */
+  async killProcesses(forgetSessions = true): Promise<void> {
+    for (const s of this.sessions.values()) s.kill();
+    if (forgetSessions) {
+      const gone = [...this.sessions.values()];
+      this.sessions.clear();
+      await Promise.all(gone.map((s) => s.cancel()));
+    }
+    for (const c of this.children) killGroup(c.pid);
+    await sweepMarkedProcesses(this.id);
+    // Mappings of dead listeners would point the proxy at ports other programs may now hold.
+    await rm(this.portsDir, { recursive: true, force: true });
+    mkdirSync(this.portsDir, { recursive: true });
+  }
+
+  runningTotalMs(now = Date.now()): number {
+    return this.runningMs + (this.runningSince !== undefined ? now - this.runningSince : 0);
+  }
+
+  setState(state: SandboxState, now = Date.now()): SandboxState {
+    const old = this.state;
+    if (old === 'started' && state !== 'started' && this.runningSince !== undefined) {
+      this.runningMs += now - this.runningSince;
+      this.runningSince = undefined;
+    }
+    if (state === 'started' && old !== 'started') this.runningSince = now;
+    this.state = state;
+    this.updatedAt = new Date(now);
+    return old;
+  }
+
+  /** The sandbox record in the shape of the generated `Sandbox` model (every required field). */
+  toDto(baseUrl: string): Record<string, unknown> {
+    const p = this.params;
+    const b = this.opts.behaviour;
+    const desiredState =
+      b.lifecycle === 'daytona'
+        ? this.desiredState
+        : this.state === 'destroyed'
+          ? 'destroyed'
+          : this.state === 'started'
+            ? 'started'
+            : 'stopped';
+    return {
+      id: this.id,
+      organizationId: 'local',
+      name: this.name,
+      snapshot: p.snapshot,
+      user: p.user ?? 'daytona',
+      env: { ...p.env },
+      labels: { ...this.labels },
+      public: p.public ?? false,
+      networkBlockAll: p.networkBlockAll ?? false,
+      networkAllowList: p.networkAllowList,
+      target: p.target ?? 'local',
+      cpu: this.resources.cpu,
+      gpu: p.gpu ?? 0,
+      memory: this.resources.memory,
+      disk: this.resources.disk,
+      state: this.state,
+      desiredState,
+      errorReason: this.errorReason,
+      recoverable: this.recoverable,
+      backupState: 'None',
+      autoStopInterval: this.autoStopInterval,
+      autoArchiveInterval: this.autoArchiveInterval,
+      autoDeleteInterval: this.autoDeleteInterval,
+      buildInfo: p.buildInfo,
+      createdAt: this.createdAt.toISOString(),
+      updatedAt: this.updatedAt.toISOString(),
+      lastActivityAt: new Date(this.lastActivity).toISOString(),
+      sandboxClass: 'container',
+      daemonVersion: b.daemon === 'v0.190' ? 'v0.190.0' : 'local',
+      toolboxProxyUrl: `${baseUrl}/toolbox`,
+    };
+  }
+}
