@@ -4,6 +4,7 @@
 // switches of /admin/behaviour.
 import type { DaytonaError } from '@daytonaio/sdk';
 import { describe, expect, it } from 'vitest';
+import { resolveBehaviour } from '../../tools/local-sandbox/profile.ts';
 import { sleep, useLocalSandbox, waitFor } from './helpers.ts';
 
 const MINUTE_MS = 200;
@@ -153,5 +154,15 @@ describe('/admin/behaviour', () => {
 
     const back = await behaviour({ profile: 'daytona', stateChangeMs: 100, destroyDelayMs: 200, createPendingMs: 0 });
     expect(back.body).toMatchObject({ profile: 'daytona', lifecycle: 'daytona', destroyDelayMs: 200 });
+  });
+
+  it('picks the profile from LOCAL_SANDBOX_PROFILE, lenient when unset; options win over it', () => {
+    expect(resolveBehaviour({}, {})).toMatchObject({ profile: 'lenient', lifecycle: 'lenient', egress: 'open', quota: {} });
+    expect(resolveBehaviour({}, { LOCAL_SANDBOX_PROFILE: 'daytona' })).toMatchObject({ profile: 'daytona', egress: 'restricted' });
+    expect(resolveBehaviour({ egress: 'open', quotaCpu: 4 }, { LOCAL_SANDBOX_PROFILE: 'daytona' })).toMatchObject({
+      egress: 'open',
+      quota: { cpu: 4, memory: 10, disk: 30 },
+    });
+    expect(() => resolveBehaviour({}, { LOCAL_SANDBOX_PROFILE: 'harsh' })).toThrow('LOCAL_SANDBOX_PROFILE');
   });
 });
