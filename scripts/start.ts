@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { startLocalSandboxServer } from "../tools/local-sandbox/server.ts";
+import { describeReach, probeReach } from "./reach-check.ts";
 import { PASSED_THROUGH } from "./worker-config.ts";
 
 
@@ -107,6 +108,13 @@ async function main() {
   await waitForHealth(url, 60_000);
   startLocalCron(url);
   console.log(`multishot ready at ${url}`);
+  if (!local) {
+    // Whether sandboxes reach PUBLIC_URL decides reports, the gateway and API-key mode: say it.
+    const env = { ...process.env, ...config };
+    probeReach(env, publicUrl)
+      .then((r) => console.log(describeReach(r, publicUrl, env)))
+      .catch((err) => console.error(`could not check whether sandboxes reach PUBLIC_URL: ${err instanceof Error ? err.message : String(err)}`));
+  }
 }
 
 /** `wrangler dev` never fires cron triggers: fire wrangler.toml's own (the sandbox sweeper) on its schedule. */

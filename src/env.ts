@@ -30,6 +30,11 @@ export interface Env extends WorkerBindings {
   CLAUDE_CODE_OAUTH_TOKEN?: string;
   /** Optional: where claude-code attempts send model calls (a gateway or a local fake). */
   ANTHROPIC_BASE_URL?: string;
+  /**
+   * API-key mode when a sandbox cannot reach PUBLIC_URL (Daytona Tiers 1 and 2): `gateway` (default) fails
+   * such an attempt at once with the reason; `direct` hands the key to the agent process itself.
+   */
+  AGENT_CREDENTIALS?: string;
 
   /** Secret. Verifies Slack's requests to /slack/commands and /slack/interactions (the app's Signing Secret). */
   SLACK_SIGNING_SECRET?: string;

@@ -1,8 +1,9 @@
 // The scheduled sweep: deletes sandboxes that multishot labelled but no longer needs, so a crash, a lost
 // delete or a bug never leaves one running. An attempt's own cleanup is the normal path; this is the net.
 // Every sweep is recorded in D1 (what it deleted and why, what it could not delete); GET /api/admin/stats
-// reads the counters. A delete counts only once the sandbox is verifiably gone; one that errors is simply
-// tried again by the next sweep.
+// reads the counters. A delete counts only once the sandbox is verifiably gone; one Daytona has only
+// marked is counted pending (never deleted twice: that answers 409); one that errors is simply tried
+// again by the next sweep.
 import { and, eq, sql } from "drizzle-orm";
 
 import { db } from "./db/client.ts";
@@ -31,6 +32,8 @@ export interface SweepReport {
   /** Deleted and verified gone, with the reason. */
   deleted: { id: string; reason: string }[];
   failed: { id: string; reason: string }[];
+  /** Marked for destruction by Daytona and not gone yet (by this sweep or before it): not a failure. */
+  pending: { id: string; reason: string }[];
 }
 
 /** Why the sandbox of this attempt may go, or null while something may still need it. */
@@ -53,11 +56,16 @@ function whyDelete(
 export async function sweepSandboxes(env: Env, now = Date.now(), labels: Record<string, string> = {}): Promise<SweepReport> {
   const sandboxes = new Sandboxes(env);
   const d = db(env.DB);
-  const report: SweepReport = { at: now, seen: 0, deleted: [], failed: [] };
+  const report: SweepReport = { at: now, seen: 0, deleted: [], failed: [], pending: [] };
   for (const sb of await sandboxes.findByLabels(labels)) {
     const label = sb.labels["multishot-attempt"];
     if (!label || sb.state === "destroyed") continue;
     report.seen++;
+    // Already marked (by its attempt's cleanup, or an earlier sweep): deleting again would answer 409.
+    if (sb.desiredState === "destroyed") {
+      report.pending.push({ id: sb.id, reason: `marked for destruction (state ${sb.state})` });
+      continue;
+    }
     const ageMs = sb.createdAt ? now - Date.parse(sb.createdAt) : null;
     if (ageMs !== null && ageMs < GRACE_MS) continue;
     const [runId, round, number] = label.split(":");
@@ -71,11 +79,9 @@ export async function sweepSandboxes(env: Env, now = Date.now(), labels: Record<
     const reason = whyDelete(row, ageMs);
     if (!reason) continue;
     try {
-      await sandboxes.delete(sb.id);
-      // Verified: gone from the listing, or destroyed.
-      const still = (await sandboxes.findByLabels({ "multishot-attempt": label })).find((s) => s.id === sb.id && s.state !== "destroyed");
-      if (still) report.failed.push({ id: sb.id, reason: `still there after the delete (state ${still.state})` });
-      else report.deleted.push({ id: sb.id, reason });
+      // Verified: gone, or marked and left to Daytona's runner (the next sweep sees it gone).
+      if ((await sandboxes.delete(sb.id)) === "gone") report.deleted.push({ id: sb.id, reason });
+      else report.pending.push({ id: sb.id, reason: `${reason}; marked for destruction` });
     } catch (err) {
       report.failed.push({ id: sb.id, reason: describeSandboxError(err) });
     }
@@ -94,7 +100,7 @@ export async function scheduledSweep(env: Env): Promise<SweepReport> {
 export async function recordSweep(env: Env, r: SweepReport): Promise<void> {
   await db(env.DB)
     .insert(sweeps)
-    .values({ at: r.at, seen: r.seen, deleted: r.deleted.length, failed: r.failed.length, detail: { deleted: r.deleted, failed: r.failed } });
+    .values({ at: r.at, seen: r.seen, deleted: r.deleted.length, failed: r.failed.length, detail: { deleted: r.deleted, failed: r.failed, pending: r.pending } });
 }
 
 /** The sweeper's counters for GET /api/admin/stats. */

@@ -30,6 +30,13 @@ export interface AgentDefinition {
    * gateway URL and no credential at all; otherwise the OAuth token (which the agent's code can read).
    */
   agentEnv(env: Env, gateway: string | null): Record<string, string>;
+  /**
+   * Whether, in API-key mode, the agent cannot work without the credential gateway (or the key itself,
+   * under AGENT_CREDENTIALS=direct): its sandbox must reach PUBLIC_URL, or the operator must choose.
+   */
+  needsGateway(env: Env): boolean;
+  /** Under AGENT_CREDENTIALS=direct with no gateway: the key itself, for the agent's command only. */
+  directEnv(env: Env): Record<string, string>;
 }
 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -74,6 +81,12 @@ claude --version || { echo "claude is not on PATH after npm install"; exit 1; }
           ...(env.ANTHROPIC_BASE_URL ? { ANTHROPIC_BASE_URL: env.ANTHROPIC_BASE_URL } : {}),
           ...(env.CLAUDE_CODE_OAUTH_TOKEN ? { CLAUDE_CODE_OAUTH_TOKEN: env.CLAUDE_CODE_OAUTH_TOKEN } : {}),
         },
+  // With an OAuth token as well, an attempt that cannot reach the gateway falls back to it.
+  needsGateway: (env) => Boolean(env.ANTHROPIC_API_KEY) && !env.CLAUDE_CODE_OAUTH_TOKEN,
+  directEnv: (env): Record<string, string> => ({
+    ...(env.ANTHROPIC_API_KEY ? { ANTHROPIC_API_KEY: env.ANTHROPIC_API_KEY } : {}),
+    ...(env.ANTHROPIC_BASE_URL ? { ANTHROPIC_BASE_URL: env.ANTHROPIC_BASE_URL } : {}),
+  }),
 };
 
 const demo: AgentDefinition = {
@@ -90,6 +103,9 @@ install -m 755 "${MS_DIR}/demo-agent.mjs" "${MS_DIR}/bin/multishot-demo-agent"
   sandboxEnv: () => ({}),
   // The demo agent makes model calls only when its prompt asks ([llm:n]), through the gateway.
   agentEnv: (_env, gateway): Record<string, string> => (gateway ? { ANTHROPIC_BASE_URL: gateway, ANTHROPIC_API_KEY: GATEWAY_PLACEHOLDER_KEY } : {}),
+  // Without the gateway it still runs; only a prompt asking for model calls ([llm:n]) makes none.
+  needsGateway: () => false,
+  directEnv: () => ({}),
 };
 
 /** What agents send as their API key in API-key mode: not a secret; the gateway URL is the credential. */

@@ -4,10 +4,11 @@
 // Each working phase starts one job in the sandbox as an async session command, then waits for its exit:
 // reported by the runner (ingest) or found by a poll. What an exit or an error means is decided in
 // decisions.ts; this module carries it out.
-import { AGENTS, MS_DIR } from "../agents/index.ts";
+import { AGENTS, MS_DIR, shellQuote } from "../agents/index.ts";
 import { attemptArtifactKey } from "../artifact-keys.ts";
 import type { SandboxSpec } from "../sandbox/client.ts";
-import { classifySandboxError, describeSandboxError } from "../sandbox/errors.ts";
+import { classifySandboxError, describeSandboxError, isQuotaRefusal } from "../sandbox/errors.ts";
+import { DEFAULT_ATTEMPT_MINUTES } from "../run-request.ts";
 import { ingestUrl } from "../signed-urls.ts";
 import { isAttemptEnded, type AttemptJobName } from "../vocabulary.ts";
 import type { SandboxCleanup } from "./cleanup.ts";
@@ -105,6 +106,9 @@ export class AttemptSteps {
         const policy = retryPolicy(this.core.env);
         return this.core.timers.schedule({ kind: "attempt", round: a.round, attempt: a.number }, Date.now() + Math.max(policy.pollMs, backoffMs(policy, 0)));
       }
+      case "restart":
+        // The next start of the job starts the sandbox first (startJob's ensureStarted).
+        return this.retryOrFail(a, `${phase}: the sandbox was stopped or lost its session (${reason}); starting it and the job again`);
       case "retry":
         return this.retryOrFail(a, `${phase}: ${reason}`);
       case "fail":
@@ -140,7 +144,8 @@ export class AttemptSteps {
     // timeout, a reset): find it by its labels and adopt it, and delete any that cannot be used.
     if (a.createRequestedAt !== null) {
       const found = await sandboxes.findByLabels(labels);
-      const usable = found.filter((s) => s.state === "started" || s.state === "starting" || s.state === "creating");
+      // A sandbox marked for destruction is still listed (Daytona deletes in the background): never adopted.
+      const usable = found.filter((s) => s.desiredState !== "destroyed" && (s.state === "started" || s.state === "starting" || s.state === "creating"));
       const keep = usable[0];
       await Promise.all(found.filter((s) => s !== keep).map((s) => sandboxes.delete(s.id)));
       if (keep) {
@@ -148,7 +153,8 @@ export class AttemptSteps {
         return this.sandboxReady(a, keep.id);
       }
     }
-    const requested = state.commit(a, { createRequestedAt: Date.now() });
+    // The first request's time stays: a create refused for quota is asked again from it (waitForQuota).
+    const requested = state.commit(a, { createRequestedAt: a.createRequestedAt ?? Date.now() });
     if (!requested) return;
     const spec: SandboxSpec = {
       labels,
@@ -162,13 +168,39 @@ export class AttemptSteps {
       autoDeleteInterval: AUTO_DELETE_MINUTES,
       ...(env.DAYTONA_SNAPSHOT ? { snapshot: env.DAYTONA_SNAPSHOT } : {}),
     };
-    this.sandboxReady(requested, await sandboxes.create(spec));
+    let sandboxId: string;
+    try {
+      sandboxId = await sandboxes.create(spec);
+    } catch (err) {
+      if (!isQuotaRefusal(err)) throw err;
+      return this.waitForQuota(requested, describeSandboxError(err));
+    }
+    this.sandboxReady(requested, sandboxId);
+  }
+
+  /**
+   * Daytona refused the sandbox for the organization's quota (its CPU, memory or disk in use): the attempt
+   * goes back to `queued`, showing why, and asks again with a growing pause (2 s doubling to a minute)
+   * until its time limit has passed waiting, then fails with the reason. Never a busy loop.
+   */
+  private waitForQuota(a: AttemptState, refusal: string): void {
+    const { state, events, timers } = this.core;
+    const reason = `Daytona quota: ${refusal}`;
+    const since = a.createRequestedAt ?? Date.now();
+    const limitMinutes = state.requireRun().request.limits?.attemptMinutes ?? DEFAULT_ATTEMPT_MINUTES;
+    if (Date.now() - since > limitMinutes * 60_000) return this.fail(a, `${reason} (waited ${limitMinutes} minutes for room)`);
+    const waits = a.quotaWaits + 1;
+    const queued = state.commit(a, { status: "queued", error: reason, quotaWaits: waits });
+    if (!queued) return;
+    const delayMs = Math.min(60_000, 2000 * 2 ** (waits - 1));
+    events.append(a.round, a.number, "sandbox.quota_wait", { reason, inMs: delayMs, waits });
+    timers.schedule({ kind: "attempt", round: a.round, attempt: a.number }, Date.now() + delayMs);
   }
 
   private sandboxReady(a: AttemptState, sandboxId: string): void {
     const { state, events, timers } = this.core;
     const timer = { kind: "attempt", round: a.round, attempt: a.number } as const;
-    const next = state.commit(a, { sandboxId, status: "installing_agent" });
+    const next = state.commit(a, { sandboxId, status: "installing_agent", ...(a.quotaWaits > 0 ? { error: null } : {}) });
     if (!next) {
       // The attempt ended while the sandbox was being made (a cancel): it must not outlive it.
       const now = state.attempt(a.round, a.number);
@@ -204,9 +236,20 @@ export class AttemptSteps {
   private async startJob(a: AttemptState, job: AttemptJobName, sandboxId: string): Promise<void> {
     const { state, events, timers, env, sandboxes } = this.core;
     const run = state.requireRun();
+    // A sandbox may have been stopped since the last job (Daytona's auto-stop, an errored one recovered).
+    if (a.retries > 0 || job === "install") await sandboxes.ensureStarted(sandboxId);
     let homeDir = a.homeDir;
     if (job === "install" || !homeDir) {
       homeDir ??= await homeDirOf(sandboxes, sandboxId);
+      if (a.reachesWorker === null) {
+        const reachesWorker = await this.probeWorker(sandboxId);
+        const probed = state.commit(a, { reachesWorker, homeDir });
+        if (!probed) return;
+        events.append(a.round, a.number, "sandbox.probed", { reachesWorker });
+        a = probed;
+      }
+      const credentials = this.inputs.credentials(a);
+      if (credentials && "fail" in credentials) return this.fail(a, credentials.fail);
       const files = await this.inputs.attemptFiles(a);
       await sandboxes.uploadFiles(sandboxId, files.map((f) => ({ path: `${homeDir}/${f.path}`, content: f.content })));
     }
@@ -221,8 +264,11 @@ export class AttemptSteps {
       if (!current) return;
     }
     const existing = a.job === job ? await sandboxes.findCommand(sandboxId, SESSION, jobMarker(job, a.jobTry)) : null;
-    const report = await ingestUrl(env, run.id, a.round, a.number);
-    const cmdId = existing?.cmdId ?? (await sandboxes.startCommand(sandboxId, SESSION, jobCommand(job, a.jobTry, report)));
+    // Runner reports are an optimization for sandboxes that reach the Worker; polling carries the rest.
+    const report = a.reachesWorker === false ? null : await ingestUrl(env, run.id, a.round, a.number);
+    const credentials = job === "agent" ? this.inputs.credentials(a) : null;
+    const secretEnv = credentials && "direct" in credentials ? credentials.direct : {};
+    const cmdId = existing?.cmdId ?? (await sandboxes.startCommand(sandboxId, SESSION, jobCommand(job, a.jobTry, report, secretEnv)));
 
     const minutes = jobMinutes(job, run.request.limits?.attemptMinutes);
     const now = Date.now();
@@ -232,6 +278,16 @@ export class AttemptSteps {
     timers.schedule({ kind: "deadline", round: a.round, attempt: a.number }, now + minutes * 60_000);
     // The exit report normally wakes us; the poll is the safety net (soon at first, then every pollMs).
     timers.schedule({ kind: "attempt", round: a.round, attempt: a.number }, now + nextPollMs(retryPolicy(env), 0));
+  }
+
+  /**
+   * Whether the sandbox reaches PUBLIC_URL: an HTTP 200 from its /health within 3 s. On Daytona's Tiers 1
+   * and 2 it never does (only an allowlist is reachable), and nothing a run needs depends on it.
+   */
+  private async probeWorker(sandboxId: string): Promise<boolean> {
+    const url = `${this.core.env.PUBLIC_URL.replace(/\/$/, "")}/health`;
+    const res = await this.core.sandboxes.exec(sandboxId, `curl -s -o /dev/null -m 3 -w '%{http_code}' ${shellQuote(url)} || true`, 20);
+    return res.output.trim().endsWith("200");
   }
 
   private async onJobExit(a: AttemptState, job: AttemptJobName, sandboxId: string, exitCode: number): Promise<void> {

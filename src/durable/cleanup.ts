@@ -1,7 +1,8 @@
 // Giving sandboxes back. An ended attempt's sandbox is marked for deletion (`release`, or by ending the
 // attempt) and deleted by the attempt's next step (`cleanup`), which also deletes any stray sandbox
-// carrying the attempt's labels (a create whose answer was lost). A failed delete is retried with backoff
-// a few times; the scheduled sweep (src/sweep.ts) is the net behind it.
+// carrying the attempt's labels (a create whose answer was lost). Daytona's delete only marks: the step
+// looks again until the sandbox is gone, and only then counts it deleted. A failed delete is retried with
+// backoff a few times; the scheduled sweep (src/sweep.ts) is the net behind it.
 import { describeSandboxError } from "../sandbox/errors.ts";
 import type { RunCore } from "./core.ts";
 import { backoffMs, retryPolicy } from "./retry.ts";
@@ -33,13 +34,23 @@ export class SandboxCleanup {
     if (!a.cleanupPending) return timers.unschedule(timer);
     const run = state.requireRun();
     try {
-      if (a.sandboxId) await sandboxes.delete(a.sandboxId);
+      const ids = a.sandboxId ? [a.sandboxId] : [];
       if (a.createRequestedAt !== null) {
         const strays = await sandboxes.findByLabels({ "multishot-attempt": `${run.id}:${a.round}:${a.number}` });
-        await Promise.all(strays.map((s) => sandboxes.delete(s.id)));
+        for (const s of strays) if (!ids.includes(s.id)) ids.push(s.id);
       }
+      const standing = await Promise.all(ids.map((id) => sandboxes.delete(id)));
       const current = state.attempt(a.round, a.number);
-      if (current) state.commit(current, { cleanupPending: false, sandboxDeleted: true });
+      if (standing.includes("pending")) {
+        // Marked for destruction: Daytona's runner takes it from here. Look again (a GET, not another
+        // delete) until it is gone; this is not a failed try.
+        if (current && !current.deletePending) {
+          state.commit(current, { deletePending: true });
+          events.append(a.round, a.number, "sandbox.delete_pending", { sandboxId: a.sandboxId });
+        }
+        return timers.schedule(timer, Date.now() + Math.max(1000, Math.min(retryPolicy(this.core.env).pollMs, 5000)));
+      }
+      if (current) state.commit(current, { cleanupPending: false, sandboxDeleted: true, deletePending: false });
       events.append(a.round, a.number, "sandbox.deleted", { sandboxId: a.sandboxId });
       timers.unschedule(timer);
     } catch (err) {

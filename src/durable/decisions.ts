@@ -67,17 +67,23 @@ export function exitReason(job: AttemptJobName, exitCode: number, tail: string, 
 }
 
 /** How a failed Daytona call classifies (src/sandbox/errors.ts says which errors are which). */
-export type SandboxErrorClass = "gone" | "retryable" | "final";
+export type SandboxErrorClass = "gone" | "stopped" | "retryable" | "final";
 
 /**
  * What a step does after a Daytona call failed: the attempt's sandbox is `gone` (fail it); a job is
  * already started, so `look_again` later (a failed poll says nothing about the job, and starting it again
  * would run it twice: its deadline bounds this); `retry` the step after a backoff; or `fail` now.
  */
-export type StepErrorOutcome = "sandbox_gone" | "look_again" | "retry" | "fail";
+export type StepErrorOutcome = "sandbox_gone" | "look_again" | "restart" | "retry" | "fail";
 
+/**
+ * A sandbox that is `stopped` (Daytona auto-stops on API inactivity, whatever runs inside) or lost the
+ * job's session (a started-again sandbox has none) is started again and its job `restart`ed: the job's
+ * processes went with the stop.
+ */
 export function stepErrorOutcome(error: SandboxErrorClass, attempt: { hasSandbox: boolean; jobStarted: boolean }): StepErrorOutcome {
   if (error === "gone" && attempt.hasSandbox) return "sandbox_gone";
+  if (error === "stopped" && attempt.hasSandbox) return "restart";
   if (error === "retryable") return attempt.jobStarted ? "look_again" : "retry";
   return "fail";
 }

@@ -59,14 +59,34 @@ export class JobInputs {
       case "seed":
         return seedScript(req, a.round, this.seedSource(a.round));
       case "agent": {
-        // API-key mode: the agent gets its attempt's gateway URL, never the key.
-        const gateway = env.ANTHROPIC_API_KEY ? await llmGatewayUrl(env, run.id, a.round, a.number) : null;
+        // API-key mode: the agent gets its attempt's gateway URL, never the key, when its sandbox reaches
+        // the Worker (the probe at setup). When it does not, see credentials().
+        const gateway = env.ANTHROPIC_API_KEY && a.reachesWorker !== false ? await llmGatewayUrl(env, run.id, a.round, a.number) : null;
         const agentEnv = AGENTS[req.agent].agentEnv(env, gateway);
         return agentScript(req, req.limits?.maxTurns ?? DEFAULT_MAX_TURNS, this.instructionsFor(a).model, agentEnv);
       }
       case "collect":
         return collectScript(req);
     }
+  }
+
+  /**
+   * How the agent gets its model credential when its sandbox cannot reach the Worker (so no gateway):
+   * `{fail}` when it needs the gateway and the operator has not chosen otherwise, `{direct}` with the key
+   * to set on the agent's command alone under AGENT_CREDENTIALS=direct, else nothing to add.
+   */
+  credentials(a: AttemptState): { fail: string } | { direct: Record<string, string> } | null {
+    const { env, state } = this.core;
+    const agent = AGENTS[state.requireRun().request.agent];
+    if (a.reachesWorker !== false || !agent.needsGateway(env)) return null;
+    if (env.AGENT_CREDENTIALS === "direct") return { direct: agent.directEnv(env) };
+    return {
+      fail:
+        `this sandbox cannot reach the service at PUBLIC_URL (${env.PUBLIC_URL}: the probe at setup, curl ${env.PUBLIC_URL.replace(/\/$/, "")}/health, failed), ` +
+        "so the agent cannot use the credential gateway. On Daytona's Tiers 1 and 2 a sandbox reaches only an allowlist of essential services " +
+        "(daytona.io/docs/en/network-limits). Set AGENT_CREDENTIALS=direct to hand the API key to the agent process (see the README for what that weakens), " +
+        "set CLAUDE_CODE_OAUTH_TOKEN, or make PUBLIC_URL reachable from sandboxes (Tier 3 or a custom network allowlist).",
+    };
   }
 
   /**

@@ -124,9 +124,16 @@ ${req.verify ?? "true"}
  * The session command that runs a job: the agent under the Node runner (which streams its output),
  * setup jobs under the bash runner. The marker lets a step find a command it started before a crash.
  */
-export function jobCommand(job: JobName, jobTry: number, reportUrl: string | null): string {
+/**
+ * The session command of one job. `secretEnv` (AGENT_CREDENTIALS=direct only) is set on this command
+ * alone: it is never written to a file in the sandbox, and no other job sees it.
+ */
+export function jobCommand(job: JobName, jobTry: number, reportUrl: string | null, secretEnv: Record<string, string> = {}): string {
   const runner = job === "agent" ? `node "${MS_DIR}/runner.mjs"` : `bash "${MS_DIR}/run-job.sh"`;
-  return `${runner} "${MS_DIR}/jobs" ${job} ${jobTry} ${shellQuote(reportUrl ?? "-")} # ${jobMarker(job, jobTry)}`;
+  const env = Object.entries(secretEnv)
+    .map(([k, v]) => `${k}=${shellQuote(v)} `)
+    .join("");
+  return `${env}${runner} "${MS_DIR}/jobs" ${job} ${jobTry} ${shellQuote(reportUrl ?? "-")} # ${jobMarker(job, jobTry)}`;
 }
 
 export const jobMarker = (job: JobName, jobTry: number) => `multishot-job:${job}:${jobTry}`;

@@ -72,6 +72,13 @@ const MIGRATIONS: readonly string[] = [
   DROP TABLE attempts;
   ALTER TABLE attempts_v2 RENAME TO attempts;
   `,
+  // 3 (run-state.ts, cleanup.ts, attempts.ts): a delete Daytona has marked but not finished, creates
+  // refused for quota, and whether the sandbox reached PUBLIC_URL when it was probed (null: not probed).
+  `
+  ALTER TABLE attempts ADD COLUMN quota_waits INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE attempts ADD COLUMN delete_pending INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE attempts ADD COLUMN reaches_worker INTEGER;
+  `,
 ];
 
 /** The schema version an object is at once `migrate` has run. */

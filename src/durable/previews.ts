@@ -148,7 +148,8 @@ export class Previews {
       state.cmdId = await sandboxes.startCommand(
         sandboxId,
         PREVIEW_SESSION,
-        `cd ${q(workspace)} && exec env HOST=0.0.0.0 PORT=${port}${viteHosts} bash -c ${q(command)} > ${LOG} 2>&1`,
+        // No `exec`: a session command that replaces its shell never gets an exit code from the daemon.
+        `cd ${q(workspace)} && env HOST=0.0.0.0 PORT=${port}${viteHosts} bash -c ${q(command)} > ${LOG} 2>&1`,
       );
       this.putPreview(a.round, a.number, state);
       // From now on a server runs: it gets stopped after the idle limit even if this request fails.

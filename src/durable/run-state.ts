@@ -45,13 +45,17 @@ const SCALAR_COLUMNS = [
   ["retries", "retries"],
   ["homeDir", "home_dir"],
   ["cleanupTries", "cleanup_tries"],
+  ["quotaWaits", "quota_waits"],
   ["version", "version"],
   ["updatedAt", "updated_at"],
 ] as const satisfies readonly (readonly [keyof AttemptState, string])[];
 const BOOLEAN_COLUMNS = [
   ["cleanupPending", "cleanup_pending"],
   ["sandboxDeleted", "sandbox_deleted"],
+  ["deletePending", "delete_pending"],
 ] as const satisfies readonly (readonly [keyof AttemptState, string])[];
+/** Booleans that may be unknown: null, 0 or 1. */
+const MAYBE_BOOLEAN_COLUMNS = [["reachesWorker", "reaches_worker"]] as const satisfies readonly (readonly [keyof AttemptState, string])[];
 const JSON_COLUMNS = [
   ["summary", "summary"],
   ["diffStats", "diff_stats"],
@@ -59,7 +63,7 @@ const JSON_COLUMNS = [
   ["usage", "usage"],
   ["timestamps", "timestamps"],
 ] as const satisfies readonly (readonly [keyof AttemptState, string])[];
-const ATTEMPT_COLUMNS = [...SCALAR_COLUMNS, ...BOOLEAN_COLUMNS, ...JSON_COLUMNS].map(([, c]) => c);
+const ATTEMPT_COLUMNS = [...SCALAR_COLUMNS, ...BOOLEAN_COLUMNS, ...MAYBE_BOOLEAN_COLUMNS, ...JSON_COLUMNS].map(([, c]) => c);
 const UPSERT_ATTEMPT = `INSERT INTO attempts (${ATTEMPT_COLUMNS.join(", ")}, dirty) VALUES (${ATTEMPT_COLUMNS.map(() => "?").join(", ")}, 1)
   ON CONFLICT(round, number) DO UPDATE SET ${ATTEMPT_COLUMNS.filter((c) => c !== "round" && c !== "number")
     .map((c) => `${c} = excluded.${c}`)
@@ -69,6 +73,7 @@ function attemptRow(a: AttemptState): SqlStorageValue[] {
   return [
     ...SCALAR_COLUMNS.map(([k]) => a[k] as SqlStorageValue),
     ...BOOLEAN_COLUMNS.map(([k]) => (a[k] ? 1 : 0)),
+    ...MAYBE_BOOLEAN_COLUMNS.map(([k]) => (a[k] === null ? null : a[k] ? 1 : 0)),
     ...JSON_COLUMNS.map(([k]) => (a[k] === null ? null : JSON.stringify(a[k]))),
   ];
 }
@@ -77,6 +82,7 @@ function attemptOf(row: Row): AttemptState {
   const a: Record<string, unknown> = {};
   for (const [k, c] of SCALAR_COLUMNS) a[k] = row[c] ?? null;
   for (const [k, c] of BOOLEAN_COLUMNS) a[k] = Number(row[c]) === 1;
+  for (const [k, c] of MAYBE_BOOLEAN_COLUMNS) a[k] = row[c] === null || row[c] === undefined ? null : Number(row[c]) === 1;
   for (const [k, c] of JSON_COLUMNS) a[k] = row[c] === null || row[c] === undefined ? null : JSON.parse(String(row[c]));
   const attempt = a as unknown as AttemptState;
   attempt.status = String(row.status) as AttemptStatus;

@@ -115,6 +115,12 @@ export interface AttemptState {
   cleanupTries: number;
   /** The sandbox was deleted (its id stays, for the record). */
   sandboxDeleted: boolean;
+  /** Daytona has marked the sandbox for destruction and the step is waiting to see it gone. */
+  deletePending: boolean;
+  /** Creates Daytona refused for quota so far (each waits longer before the next). */
+  quotaWaits: number;
+  /** Whether the sandbox reached PUBLIC_URL when probed at setup (null: not probed yet). */
+  reachesWorker: boolean | null;
   /** The sandbox user's home, asked once. */
   homeDir: string | null;
   /** When the running job (its command) was started. */
@@ -188,6 +194,9 @@ export function newAttempt(round: number, number: number, now: number): AttemptS
     cleanupPending: false,
     cleanupTries: 0,
     sandboxDeleted: false,
+    deletePending: false,
+    quotaWaits: 0,
+    reachesWorker: null,
     version: 1,
     updatedAt: now,
   };

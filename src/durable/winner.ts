@@ -54,7 +54,7 @@ export class WinnerTransfer {
         await sandboxes.ensureStarted(sandboxId);
         const homeDir = winner.homeDir ?? (await homeDirOf(sandboxes, sandboxId));
         await sandboxes.uploadFiles(sandboxId, [{ path: `${homeDir}/.multishot/jobs/pack.sh`, content: packScript(run.request, policy.partBytes, pack.try) }]);
-        const report = await ingestUrl(env, run.id, roundNo, winner.number);
+        const report = winner.reachesWorker === false ? null : await ingestUrl(env, run.id, roundNo, winner.number);
         const cmdId = await sandboxes.startCommand(sandboxId, SESSION, jobCommand("pack", pack.try, report));
         if (!this.current(roundNo, pack.try)) return;
         state.putRound({ ...state.round(roundNo)!, pack: { ...pack, cmdId, startedAt: Date.now() } });

@@ -2,7 +2,7 @@
 // It speaks to real Daytona, or locally and in tests to the project's Daytona-compatible sandbox server.
 import { Daytona, DaytonaConflictError, DaytonaConnectionError, DaytonaError, DaytonaNotFoundError, type Sandbox } from "@daytonaio/sdk";
 import type { Env } from "../env.ts";
-import { isSandboxGone } from "./errors.ts";
+import { isSandboxGone, isSessionMissing } from "./errors.ts";
 
 export interface SandboxSpec {
   labels: Record<string, string>;
@@ -19,6 +19,8 @@ export interface SandboxSpec {
 export interface SandboxSummary {
   id: string;
   state: string;
+  /** "destroyed" once a delete has marked it: Daytona keeps listing it until the runner destroys it. */
+  desiredState: string;
   labels: Record<string, string>;
   createdAt?: string;
 }
@@ -67,11 +69,17 @@ const TRANSFER_TIMEOUT_MS = 15 * 60_000;
 /** A failed streamed transfer, with the toolbox's status (the SDK's errors classify the same way). */
 export class TransferError extends DaytonaError {}
 
+const isDestroyed = (state: unknown) => state === "destroyed";
+
 /** A thin, cached view of Daytona for one Durable Object. */
 export class Sandboxes {
   private readonly daytona: Daytona;
   private readonly env: Env;
   private readonly cache = new Map<string, Sandbox>();
+  /** Sessions this object has created (or found), by sandbox and name. */
+  private readonly sessions = new Set<string>();
+  /** Sandboxes recovered from an error once already. */
+  private readonly recovered = new Set<string>();
 
   constructor(env: Env) {
     this.env = env;
@@ -165,7 +173,7 @@ export class Sandboxes {
   async findByLabels(labels: Record<string, string>): Promise<SandboxSummary[]> {
     const found: SandboxSummary[] = [];
     for await (const sb of this.daytona.list({ labels })) {
-      found.push({ id: sb.id, state: String(sb.state ?? ""), labels: sb.labels ?? {}, createdAt: sb.createdAt });
+      found.push({ id: sb.id, state: String(sb.state ?? ""), desiredState: String(sb.desiredState ?? ""), labels: sb.labels ?? {}, createdAt: sb.createdAt });
     }
     return found;
   }
@@ -178,16 +186,43 @@ export class Sandboxes {
     return sandbox;
   }
 
-  /** Deletes a sandbox; one that is already gone counts as deleted. */
-  async delete(id: string): Promise<void> {
+  /**
+   * Deletes a sandbox, or looks how its deletion stands: "gone" once Daytona no longer has it, "pending"
+   * while it is marked. Daytona's delete only marks (200 at once, `desiredState: destroyed`, still listed
+   * until the runner destroys it), and a second delete in that window answers 409 "Sandbox state change
+   * in progress" (daytonaio/daytona v0.190.0, apps/api/src/sandbox/services/sandbox.service.ts
+   * 2013-2040): so a marked sandbox is only looked at again, never deleted twice, and a 409 means
+   * "in progress", not a failure.
+   */
+  async delete(id: string): Promise<"gone" | "pending"> {
+    this.cache.delete(id);
+    let sandbox: Sandbox;
     try {
-      const sandbox = await this.get(id);
-      await this.daytona.delete(sandbox, 60);
+      sandbox = await this.daytona.get(id);
     } catch (err) {
-      if (!isSandboxGone(err)) throw err;
-    } finally {
-      this.cache.delete(id);
+      if (isSandboxGone(err)) return "gone";
+      throw err;
     }
+    if (isDestroyed(sandbox.state)) return "gone";
+    if (sandbox.desiredState !== "destroyed") {
+      try {
+        await sandbox.delete(60);
+      } catch (err) {
+        if (isSandboxGone(err)) return "gone";
+        if (!(err instanceof DaytonaConflictError)) throw err;
+        return "pending";
+      }
+      if (isDestroyed(sandbox.state)) return "gone";
+      // A runner that destroys at once (the local server's lenient profile, a quick runner) is seen now.
+      try {
+        await sandbox.refreshData();
+      } catch (err) {
+        if (isSandboxGone(err)) return "gone";
+        throw err;
+      }
+      if (isDestroyed(sandbox.state)) return "gone";
+    }
+    return "pending";
   }
 
   /** A short command, waited for (at most timeoutSec). stdout and stderr come back combined. */
@@ -197,11 +232,39 @@ export class Sandboxes {
     return { exitCode: res.exitCode, output: res.result ?? "" };
   }
 
-  /** Starts the sandbox if Daytona stopped it (auto-stop after idling). */
+  /**
+   * Starts the sandbox if Daytona stopped it (auto-stop counts only API, toolbox and preview traffic, not
+   * what runs inside). A start that meets a state change in progress (409) waits for it; an errored
+   * sandbox is recovered once (the SDK's `recover`), and a second error is final, with Daytona's reason.
+   */
   async ensureStarted(id: string): Promise<void> {
     const sandbox = await this.get(id);
-    await sandbox.refreshData();
-    if (sandbox.state !== "started") await sandbox.start(120);
+    for (let i = 0; i < 10; i++) {
+      await sandbox.refreshData();
+      const state = String(sandbox.state);
+      if (state === "started") return;
+      if (state === "error" || state === "build_failed") {
+        if (this.recovered.has(id) || !sandbox.recoverable) {
+          throw new DaytonaError(`the sandbox is in state ${state}: ${sandbox.errorReason ?? "no reason given"}`, 400);
+        }
+        this.recovered.add(id);
+        await sandbox.recover(120);
+        return;
+      }
+      if (state === "starting" || state === "stopping" || state === "creating" || state === "restoring" || state === "pending_build") {
+        await new Promise((r) => setTimeout(r, 500 * (i + 1)));
+        continue;
+      }
+      try {
+        await sandbox.start(120);
+        return;
+      } catch (err) {
+        // Another state change is in progress: look again once it has had a moment.
+        if (!(err instanceof DaytonaConflictError)) throw err;
+        await new Promise((r) => setTimeout(r, 500 * (i + 1)));
+      }
+    }
+    throw new DaytonaError(`the sandbox did not reach started (state ${String(sandbox.state)})`, 409);
   }
 
   async homeDir(id: string): Promise<string | undefined> {
@@ -223,21 +286,31 @@ export class Sandboxes {
     await res.body?.cancel();
   }
 
-  /** Starts a long command in the named session (created when missing) and returns its command id at once. */
+  /**
+   * Starts a long command in the named session and returns its command id at once. The session is created
+   * explicitly the first time (409: it exists, fine), and again when the sandbox says it is missing: a
+   * sandbox started again has lost its sessions, and the v0.190 daemon answers 500, not 404, for one.
+   */
   async startCommand(id: string, sessionId: string, command: string): Promise<string> {
     const sandbox = await this.get(id);
+    const key = `${id}\n${sessionId}`;
+    const create = async () => {
+      try {
+        await sandbox.process.createSession(sessionId);
+      } catch (err) {
+        if (!(err instanceof DaytonaConflictError)) throw err;
+      }
+      this.sessions.add(key);
+    };
+    if (!this.sessions.has(key)) await create();
     const exec = () => sandbox.process.executeSessionCommand(sessionId, { command, runAsync: true });
     let res;
     try {
       res = await exec();
     } catch (err) {
-      if (!(err instanceof DaytonaNotFoundError)) throw err;
-      try {
-        await sandbox.process.createSession(sessionId);
-      } catch (createErr) {
-        // Someone created it in between: fine.
-        if (!(createErr instanceof DaytonaConflictError)) throw createErr;
-      }
+      if (!(err instanceof DaytonaNotFoundError) && !isSessionMissing(err)) throw err;
+      if (isSandboxGone(err)) throw err;
+      await create();
       res = await exec();
     }
     if (!res.cmdId) throw new Error("the sandbox returned no command id");
@@ -253,7 +326,7 @@ export class Sandboxes {
       if (!cmd?.id) return null;
       return cmd.exitCode === undefined || cmd.exitCode === null ? { cmdId: cmd.id } : { cmdId: cmd.id, exitCode: cmd.exitCode };
     } catch (err) {
-      if (isSandboxGone(err)) return null;
+      if (isSandboxGone(err) || isSessionMissing(err)) return null;
       throw err;
     }
   }
@@ -274,10 +347,11 @@ export class Sandboxes {
 
   async deleteSession(id: string, sessionId: string): Promise<void> {
     const sandbox = await this.get(id);
+    this.sessions.delete(`${id}\n${sessionId}`);
     try {
       await sandbox.process.deleteSession(sessionId);
     } catch (err) {
-      if (!isSandboxGone(err)) throw err;
+      if (!isSandboxGone(err) && !isSessionMissing(err)) throw err;
     }
   }
 }

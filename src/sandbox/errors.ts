@@ -17,14 +17,34 @@ export function isRetryableSandboxError(err: unknown): boolean {
   return err instanceof Error && /ECONNRESET|ECONNREFUSED|EPIPE|socket hang up|network|timed? ?out/i.test(err.message);
 }
 
-/** True when the sandbox is gone (deleted, never existed). */
-export function isSandboxGone(err: unknown): boolean {
-  return err instanceof DaytonaError && (err.statusCode === 404 || err.statusCode === 410);
+/**
+ * True when the session named in a call does not exist (any more): a sandbox started again has lost its
+ * sessions. The OpenAPI spec says 404; the v0.190 daemon answers 500 (apps/daemon/pkg/toolbox/process/
+ * session/execute.go 69, through libs/common-go/pkg/errors/middleware.go). Either way the message names it.
+ */
+export function isSessionMissing(err: unknown): boolean {
+  return err instanceof DaytonaError && (err.statusCode === 404 || err.statusCode === 500) && /session/i.test(err.message) && /not found|does not exist|no such/i.test(err.message);
 }
 
-/** Which of the engine's three kinds a failure is (src/durable/decisions.ts decides what follows). */
-export function classifySandboxError(err: unknown): "gone" | "retryable" | "final" {
+/** True when the toolbox refused because the sandbox is not started (auto-stopped, or stopping). */
+export function isSandboxStopped(err: unknown): boolean {
+  return err instanceof DaytonaError && err.statusCode === 400 && /is the sandbox started|sandbox is not running/i.test(err.message);
+}
+
+/** True when Daytona refused a create or start for the organization's quota ("Total CPU limit exceeded…"). */
+export function isQuotaRefusal(err: unknown): boolean {
+  return err instanceof DaytonaError && (err.statusCode === 400 || err.statusCode === 403) && /limit exceeded|quota/i.test(err.message);
+}
+
+/** True when the sandbox is gone (deleted, never existed). A missing session is not a missing sandbox. */
+export function isSandboxGone(err: unknown): boolean {
+  return err instanceof DaytonaError && (err.statusCode === 404 || err.statusCode === 410) && !isSessionMissing(err);
+}
+
+/** Which kind a failure is (src/durable/decisions.ts decides what follows). */
+export function classifySandboxError(err: unknown): "gone" | "stopped" | "retryable" | "final" {
   if (isSandboxGone(err)) return "gone";
+  if (isSandboxStopped(err) || isSessionMissing(err)) return "stopped";
   return isRetryableSandboxError(err) ? "retryable" : "final";
 }
 

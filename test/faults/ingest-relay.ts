@@ -65,6 +65,9 @@ export async function startIngestRelay(): Promise<IngestRelay> {
   const server = http.createServer(async (req, res) => {
     try {
       const url = new URL(req.url ?? "/", "http://relay");
+      // The probe a sandbox makes at setup (does it reach PUBLIC_URL?) is answered here: it asks whether
+      // the way back in is open, and this relay is that way.
+      if (url.pathname === "/health" && req.method === "GET") return json(res, 200, { ok: true, relay: true });
       if (url.pathname === "/__relay/next") {
         lastPull = Date.now();
         const waitMs = Math.min(Number(url.searchParams.get("waitMs") ?? 1000), 10_000);

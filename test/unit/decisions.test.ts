@@ -74,6 +74,9 @@ describe("a failed Daytona call", () => {
     expect(stepErrorOutcome("retryable", { hasSandbox: true, jobStarted: false })).toBe("retry");
     expect(stepErrorOutcome("retryable", { hasSandbox: false, jobStarted: false })).toBe("retry");
     expect(stepErrorOutcome("final", { hasSandbox: true, jobStarted: true })).toBe("fail");
+    // Stopped (Daytona's auto-stop) or its session lost: start it and the job again, never "gone".
+    expect(stepErrorOutcome("stopped", { hasSandbox: true, jobStarted: true })).toBe("restart");
+    expect(stepErrorOutcome("stopped", { hasSandbox: false, jobStarted: false })).toBe("fail");
   });
 
   it("is retried with the backoff until the limit, then given up", () => {

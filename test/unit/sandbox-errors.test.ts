@@ -9,7 +9,7 @@ import {
   DaytonaServiceUnavailableError,
 } from "@daytonaio/sdk";
 import { describe, expect, it } from "vitest";
-import { classifySandboxError, describeSandboxError } from "../../src/sandbox/errors.ts";
+import { classifySandboxError, describeSandboxError, isQuotaRefusal } from "../../src/sandbox/errors.ts";
 
 describe("a Daytona failure", () => {
   it("is gone for 404 and 410, retryable for transport trouble, timeouts, 429 and 5xx, final otherwise", () => {
@@ -24,6 +24,21 @@ describe("a Daytona failure", () => {
     expect(classifySandboxError(new DaytonaAuthenticationError("bad key", 401))).toBe("final");
     expect(classifySandboxError(new DaytonaInvalidArgumentError("bad argument"))).toBe("final");
     expect(classifySandboxError(new Error("the sandbox gave no usable home directory"))).toBe("final");
+  });
+
+  it("tells a missing session (404, or 500 from the v0.190 daemon) and a stopped sandbox from a gone one", () => {
+    // A started-again sandbox has lost its sessions: not the sandbox gone, but a job to start again.
+    expect(classifySandboxError(new DaytonaNotFoundError("session not found", 404))).toBe("stopped");
+    expect(classifySandboxError(new DaytonaError("session not found", 500))).toBe("stopped");
+    expect(classifySandboxError(new DaytonaNotFoundError("Sandbox with ID abc not found", 404))).toBe("gone");
+    // Any other 500 is still a transient failure.
+    expect(classifySandboxError(new DaytonaError("internal error", 500))).toBe("retryable");
+    expect(
+      classifySandboxError(new DaytonaError("bad request: failed to resolve container IP after 3 attempts: no IP address found. Is the Sandbox started?", 400)),
+    ).toBe("stopped");
+    expect(isQuotaRefusal(new DaytonaError("Total CPU limit exceeded. Maximum allowed: 10", 400))).toBe(true);
+    expect(isQuotaRefusal(new DaytonaError("Total memory limit exceeded. Maximum allowed: 10GiB", 403))).toBe(true);
+    expect(isQuotaRefusal(new DaytonaError("bad snapshot", 400))).toBe(false);
   });
 
   it("is described by its message and status, kept short", () => {

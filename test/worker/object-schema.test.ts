@@ -30,6 +30,7 @@ describe("the run object's schema", () => {
       expect(sql.exec<{ v: number }>("SELECT max(version) AS v FROM schema_version").one().v).toBe(SCHEMA_VERSION);
       const columns = sql.exec<{ name: string }>("PRAGMA table_info(attempts)").toArray().map((c) => c.name);
       expect(columns).toContain("cleanup_tries");
+      expect(columns).toEqual(expect.arrayContaining(["delete_pending", "quota_waits", "reaches_worker"]));
       expect(columns).not.toContain("state");
       const store = new RunStore({ sql, env, redact: (t) => t, events: new EventLog(sql, (t) => t), retryMirrorAt: () => {} });
       expect(store.attempt(1, 2)).toEqual({
@@ -38,6 +39,10 @@ describe("the run object's schema", () => {
         cleanupTries: 0,
         sandboxDeleted: false,
         jobStartedAt: null,
+        // migration 3
+        deletePending: false,
+        quotaWaits: 0,
+        reachesWorker: null,
       });
       expect(sql.exec<{ dirty: number }>("SELECT dirty FROM attempts").one().dirty).toBe(0);
     });
