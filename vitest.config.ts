@@ -87,7 +87,7 @@ export default defineConfig({
         ],
         test: {
           name: "faults",
-          include: ["test/faults/cases.test.ts", "test/faults/regressions.test.ts", ...(withLoad ? ["test/faults/load.test.ts"] : [])],
+          include: ["test/faults/cases.test.ts", "test/faults/regressions.test.ts", "test/faults/daytona.test.ts", ...(withLoad ? ["test/faults/load.test.ts"] : [])],
           // Its files share its local sandbox server and measure billed time: one at a time.
           fileParallelism: false,
           globalSetup: ["./test/faults/global-setup.ts"],

@@ -133,7 +133,7 @@ export async function clearFaults(): Promise<void> {
 }
 
 /** The local server's "kill": the sandbox's processes die as if it crashed (and its state may change). */
-export async function killSandbox(id: string, body: { state?: "error" | "stopped"; errorReason?: string } = {}): Promise<void> {
+export async function killSandbox(id: string, body: { state?: "error" | "stopped"; errorReason?: string; recoverable?: boolean } = {}): Promise<void> {
   const res = await fetch(`${env.LOCAL_SANDBOX_URL}/admin/sandboxes/${id}/kill`, {
     method: "POST",
     headers: { "content-type": "application/json" },

@@ -249,6 +249,16 @@ export class LocalSandbox implements ProcessHost {
     return s;
   }
 
+  /** Drops every session (their processes are already dead, or are killed now). */
+  forgetSessions(): void {
+    const gone = [...this.sessions.values()];
+    this.sessions.clear();
+    for (const s of gone) {
+      s.kill();
+      void s.cancel();
+    }
+  }
+
   /** Kills every process of the sandbox: sessions, commands, and strays that left their group.
    * `forgetSessions: false` keeps the dead sessions listed, their commands ended with 137, as a
    * daemon that survived its processes would; stop and delete forget them, as a restarted one does. */

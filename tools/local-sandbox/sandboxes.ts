@@ -191,6 +191,9 @@ export class SandboxStore extends EventEmitter {
   }
 
   private beginStart(sb: LocalSandbox): void {
+    // A started-again sandbox runs a fresh daemon: sessions an error or a crash left listed are gone
+    // (their shells died with the processes), so a command in one is a missing session, never a hang.
+    sb.forgetSessions();
     sb.makeFolders();
     sb.desiredState = 'started';
     sb.errorReason = undefined;
