@@ -237,7 +237,8 @@ export class AttemptSteps {
     const { state, events, timers, env, sandboxes } = this.core;
     const run = state.requireRun();
     // A sandbox may have been stopped since the last job (Daytona's auto-stop, an errored one recovered).
-    if (a.retries > 0 || job === "install") await sandboxes.ensureStarted(sandboxId);
+    // (A new sandbox is started already: Daytona's create waited for it.)
+    if (a.retries > 0) await sandboxes.ensureStarted(sandboxId);
     let homeDir = a.homeDir;
     if (job === "install" || !homeDir) {
       homeDir ??= await homeDirOf(sandboxes, sandboxId);

@@ -34,12 +34,17 @@ export class SandboxCleanup {
     if (!a.cleanupPending) return timers.unschedule(timer);
     const run = state.requireRun();
     try {
+      // A delete already marked is only looked at again (a second DELETE answers 409).
+      const marked = new Set(a.deletePending && a.sandboxId ? [a.sandboxId] : []);
       const ids = a.sandboxId ? [a.sandboxId] : [];
       if (a.createRequestedAt !== null) {
         const strays = await sandboxes.findByLabels({ "multishot-attempt": `${run.id}:${a.round}:${a.number}` });
-        for (const s of strays) if (!ids.includes(s.id)) ids.push(s.id);
+        for (const s of strays) {
+          if (s.desiredState === "destroyed") marked.add(s.id);
+          if (!ids.includes(s.id)) ids.push(s.id);
+        }
       }
-      const standing = await Promise.all(ids.map((id) => sandboxes.delete(id)));
+      const standing = await Promise.all(ids.map((id) => (marked.has(id) ? sandboxes.deletion(id) : sandboxes.delete(id))));
       const current = state.attempt(a.round, a.number);
       if (standing.includes("pending")) {
         // Marked for destruction: Daytona's runner takes it from here. Look again (a GET, not another

@@ -36,11 +36,12 @@ export function requestTimeoutMs(env: Env): number {
   return Number.isFinite(ms) && ms > 0 ? ms : 30_000;
 }
 
+/** The API key the SDK and the streamed toolbox calls send (the local sandbox server takes any). */
+const apiKeyOf = (env: Env) => env.DAYTONA_API_KEY || "local-sandbox";
+
 export function daytonaFromEnv(env: Env): Daytona {
   // apiUrl is always passed explicitly: the SDK refuses to start when it also finds one in a .env file.
-  const auth = env.DAYTONA_JWT_TOKEN
-    ? { jwtToken: env.DAYTONA_JWT_TOKEN, organizationId: env.DAYTONA_ORGANIZATION_ID }
-    : { apiKey: env.DAYTONA_API_KEY || "local-sandbox" };
+  const auth = env.DAYTONA_JWT_TOKEN ? { jwtToken: env.DAYTONA_JWT_TOKEN, organizationId: env.DAYTONA_ORGANIZATION_ID } : { apiKey: apiKeyOf(env) };
   return new Daytona({
     ...auth,
     apiUrl: env.DAYTONA_API_URL,
@@ -57,7 +58,7 @@ export function daytonaFromEnv(env: Env): Daytona {
 /** The headers the SDK sends the toolbox, for the calls that stream and so go around it. */
 function toolboxHeaders(env: Env): Record<string, string> {
   return {
-    authorization: `Bearer ${env.DAYTONA_JWT_TOKEN || env.DAYTONA_API_KEY || "local-sandbox"}`,
+    authorization: `Bearer ${env.DAYTONA_JWT_TOKEN || apiKeyOf(env)}`,
     "x-daytona-source": "multishot",
     ...(env.DAYTONA_JWT_TOKEN && env.DAYTONA_ORGANIZATION_ID ? { "x-daytona-organization-id": env.DAYTONA_ORGANIZATION_ID } : {}),
   };
@@ -187,42 +188,40 @@ export class Sandboxes {
   }
 
   /**
-   * Deletes a sandbox, or looks how its deletion stands: "gone" once Daytona no longer has it, "pending"
-   * while it is marked. Daytona's delete only marks (200 at once, `desiredState: destroyed`, still listed
-   * until the runner destroys it), and a second delete in that window answers 409 "Sandbox state change
-   * in progress" (daytonaio/daytona v0.190.0, apps/api/src/sandbox/services/sandbox.service.ts
-   * 2013-2040): so a marked sandbox is only looked at again, never deleted twice, and a 409 means
-   * "in progress", not a failure.
+   * Deletes a sandbox: "gone" once Daytona no longer has it, "pending" while it is only marked. Daytona's
+   * delete only marks (200 at once, `desiredState: destroyed`, still listed until the runner destroys
+   * it), and a second delete in that window answers 409 "Sandbox state change in progress"
+   * (daytonaio/daytona v0.190.0, apps/api/src/sandbox/services/sandbox.service.ts 2013-2040): a 409 is
+   * "in progress", not a failure. A marked sandbox is then looked at with `deletion`, never deleted again.
    */
   async delete(id: string): Promise<"gone" | "pending"> {
-    this.cache.delete(id);
-    let sandbox: Sandbox;
     try {
-      sandbox = await this.daytona.get(id);
+      const sandbox = await this.get(id);
+      await sandbox.delete(60);
+      if (isDestroyed(sandbox.state)) return this.forget(id, "gone");
+    } catch (err) {
+      if (isSandboxGone(err)) return this.forget(id, "gone");
+      if (err instanceof DaytonaConflictError) return this.forget(id, "pending");
+      throw err;
+    }
+    // A runner that destroys at once (the local server's lenient profile, a quick runner) is seen now.
+    return this.deletion(id);
+  }
+
+  /** How a delete stands, by looking (a GET): "gone" once the sandbox is, else "pending". */
+  async deletion(id: string): Promise<"gone" | "pending"> {
+    this.cache.delete(id);
+    try {
+      return isDestroyed((await this.daytona.get(id)).state) ? "gone" : "pending";
     } catch (err) {
       if (isSandboxGone(err)) return "gone";
       throw err;
     }
-    if (isDestroyed(sandbox.state)) return "gone";
-    if (sandbox.desiredState !== "destroyed") {
-      try {
-        await sandbox.delete(60);
-      } catch (err) {
-        if (isSandboxGone(err)) return "gone";
-        if (!(err instanceof DaytonaConflictError)) throw err;
-        return "pending";
-      }
-      if (isDestroyed(sandbox.state)) return "gone";
-      // A runner that destroys at once (the local server's lenient profile, a quick runner) is seen now.
-      try {
-        await sandbox.refreshData();
-      } catch (err) {
-        if (isSandboxGone(err)) return "gone";
-        throw err;
-      }
-      if (isDestroyed(sandbox.state)) return "gone";
-    }
-    return "pending";
+  }
+
+  private forget<T>(id: string, answer: T): T {
+    this.cache.delete(id);
+    return answer;
   }
 
   /** A short command, waited for (at most timeoutSec). stdout and stderr come back combined. */

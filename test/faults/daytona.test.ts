@@ -6,25 +6,13 @@
 // The faults project runs its files one at a time, so switching the shared server here touches no other.
 import { env } from "cloudflare:test";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Account, api, attemptsOf, createAccount, killSandbox, readRun, runEvents, sandboxAdmin, sleep, startRun } from "./harness.ts";
-
-type Run = NonNullable<Awaited<ReturnType<typeof readRun>>>;
+import { type Account, api, attemptsOf, createAccount, killSandbox, runEvents, sandboxAdmin, startRun, watch } from "./harness.ts";
 
 async function behaviour(body: Record<string, unknown>): Promise<Record<string, unknown>> {
   const res = await fetch(`${env.LOCAL_SANDBOX_URL}/admin/behaviour`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
   const json = (await res.json()) as Record<string, unknown>;
   expect(res.status, JSON.stringify(json)).toBe(200);
   return json;
-}
-
-async function watch(account: Account, id: string, done: (run: Run) => boolean, ms: number): Promise<Run> {
-  const until = Date.now() + ms;
-  let run = await readRun(account, id);
-  while (!(run && done(run)) && Date.now() < until) {
-    await sleep(300);
-    run = await readRun(account, id);
-  }
-  return run!;
 }
 
 /** A command in a sandbox through the local server's toolbox (the test looks inside, as a person would). */
@@ -98,7 +86,6 @@ describe("on a server as harsh as Daytona (Tier 1: restricted egress, the v0.190
     const running = await watch(account, id, (r) => attemptsOf(r)[0]!.status === "running_agent", 90_000);
     await killSandbox(attemptsOf(running)[0]!.sandboxId!, { state: "error", errorReason: "the runner restarted", recoverable: true });
     const run = await watch(account, id, (r) => r.status !== "running", 120_000);
-    if (attemptsOf(run)[0]!.status !== "done") console.log(JSON.stringify((await runEvents(account, id)).map((e) => [e.type, e.data]).slice(-40)));
     expect(attemptsOf(run)[0]).toMatchObject({ status: "done", error: null, retries: 1 });
     await api(`/api/runs/${id}/cancel`, account.key, { method: "POST" });
     await expect.poll(() => liveOf(account), { timeout: 30_000, interval: 500 }).toEqual([]);
@@ -126,7 +113,6 @@ describe("on a server as harsh as Daytona (Tier 1: restricted egress, the v0.190
       const run = await watch(account, id, (r) => r.status !== "running", 180_000);
       const events = await runEvents(account, id);
       const waits = events.filter((e) => e.type === "sandbox.quota_wait");
-      if (run.status === "running") console.log(JSON.stringify(events.map((e) => [e.attempt, e.type, e.data]).slice(0, 60)), JSON.stringify(await sandboxAdmin()));
       expect(waits.length).toBeGreaterThan(0);
       expect(String(waits[0]!.data.reason)).toMatch(/^Daytona quota: Total CPU limit exceeded/);
       // Asked again with a growing pause: a handful of times, not hundreds.

@@ -55,6 +55,17 @@ export async function readRun(account: Account, id: string): Promise<RunView | n
   return (await res.json()) as RunView;
 }
 
+/** Waits until `done(run)` or the time is up; answers the last run seen. */
+export async function watch(account: Account, id: string, done: (run: RunView) => boolean, ms: number): Promise<RunView> {
+  const until = Date.now() + ms;
+  let run = await readRun(account, id);
+  while (!(run && done(run)) && Date.now() < until) {
+    await sleep(300);
+    run = await readRun(account, id);
+  }
+  return run!;
+}
+
 export async function getRun(account: Account, id: string): Promise<RunView> {
   const run = await readRun(account, id);
   if (!run) throw new Error(`run ${id} is unknown to the API`);

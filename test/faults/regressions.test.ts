@@ -1,20 +1,9 @@
 // Faults the engine did not survive until this suite found them; each test states the right behaviour,
 // and failed before its fix (the notes say where the fix is).
 import { afterEach, describe, expect, it } from "vitest";
-import { type Account, type Pump, api, attemptsOf, createAccount, faultsLeft, everySandbox, readRun, runEvents, runOfPath, sandboxAdmin, setFaults, sleep, startPump, startRun } from "./harness.ts";
+import { type Pump, api, attemptsOf, createAccount, faultsLeft, everySandbox, runEvents, runOfPath, sandboxAdmin, setFaults, sleep, startPump, startRun, watch } from "./harness.ts";
 
 const POLL = "^/process/session/[^/]+/command/[^/]+$";
-
-/** Waits until `done(run)` or the time is up; answers the last run seen. */
-async function watch(account: Account, id: string, done: (run: NonNullable<Awaited<ReturnType<typeof readRun>>>) => boolean, ms: number) {
-  const until = Date.now() + ms;
-  let run = await readRun(account, id);
-  while (!(run && done(run)) && Date.now() < until) {
-    await sleep(300);
-    run = await readRun(account, id);
-  }
-  return run!;
-}
 
 describe("regressions found by the fault suite", () => {
   // A pump belongs to the test that started it (its I/O context): each test stops its own.
@@ -128,10 +117,11 @@ describe("regressions found by the fault suite", () => {
 
   // The winner's bytes move through the toolbox now (src/durable/transfer.ts): the Worker pulls the
   // packed parts out of the winner's sandbox and pushes them into the next round's. A connection reset
-  // on either leg (the first part's pull, then the first part's push) is tried again, the SHA-256s still
-  // match, and the next round seeds from the winner. Before, the seed streamed curl into tar from a
+  // on either leg is tried again: the first part's pull (within the part's own tries: no packing try
+  // fails), and the first upload into the round-2 sandbox (its job files, which come before the base's
+  // parts); the SHA-256s still match, and the next round seeds from the winner. Before, the seed streamed curl into tar from a
   // Worker URL that a Tier 1 sandbox cannot reach, and a reset failed the attempt at seeding.
-  it("a winner's part whose pull or push breaks off is carried again, and round 2 seeds from it", async () => {
+  it("a winner's part whose pull breaks off, and a next-round upload that breaks off, are carried again, and round 2 seeds from it", async () => {
     const account = await createAccount("regression: broken transfer");
     const labels = { "multishot-account": account.id };
     await setFaults({

@@ -2,10 +2,9 @@
 // through the daemon's own wrapper (a command that `exec`s away the shell never gets an exit code),
 // sessions lost on a restart, auto-stop that running processes do not hold off, and the behaviour
 // switches of /admin/behaviour.
-import type { DaytonaError } from '@daytonaio/sdk';
 import { describe, expect, it } from 'vitest';
 import { resolveBehaviour } from '../../tools/local-sandbox/profile.ts';
-import { sleep, useLocalSandbox, waitFor } from './helpers.ts';
+import { rejection, sleep, useLocalSandbox, waitFor } from './helpers.ts';
 
 const MINUTE_MS = 200;
 const h = useLocalSandbox({ profile: 'daytona', minuteMs: MINUTE_MS, createPendingMs: 0, stateChangeMs: 100, destroyDelayMs: 200 });
@@ -26,15 +25,6 @@ async function rawExec(sandboxId: string, sessionId: string): Promise<{ status: 
     body: JSON.stringify({ command: 'echo hi' }),
   });
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-}
-
-async function rejection(p: Promise<unknown>): Promise<DaytonaError> {
-  try {
-    await p;
-  } catch (err) {
-    return err as DaytonaError;
-  }
-  throw new Error('expected a rejection');
 }
 
 const MISSING_SESSION_V0190 = {

@@ -1,9 +1,9 @@
 // The 'daytona' profile's life cycle, through the real SDK and raw HTTP: creates that answer `creating`,
 // deletes that only mark, 409 during a state change, 400 for an errored sandbox until recovered, the
 // runner's 400 for toolbox calls on a stopped sandbox, and the organization's quotas.
-import type { DaytonaError, Sandbox } from '@daytonaio/sdk';
+import type { Sandbox } from '@daytonaio/sdk';
 import { describe, expect, it } from 'vitest';
-import { sleep, useLocalSandbox, waitFor } from './helpers.ts';
+import { rejection, sleep, useLocalSandbox, waitFor } from './helpers.ts';
 import type { Harness } from './helpers.ts';
 
 const CREATE_PENDING_MS = 400;
@@ -25,15 +25,6 @@ async function api(harness: Harness, method: string, path: string, body?: unknow
   });
   const text = await res.text();
   return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
-}
-
-async function rejection(p: Promise<unknown>): Promise<DaytonaError> {
-  try {
-    await p;
-  } catch (err) {
-    return err as DaytonaError;
-  }
-  throw new Error('expected a rejection');
 }
 
 const STATE_CHANGE = 'Sandbox state change in progress';

@@ -1,5 +1,5 @@
 // Shared by the local sandbox server tests: one real server per test file, the real SDK pointed at it.
-import { Daytona } from '@daytonaio/sdk';
+import { Daytona, type DaytonaError } from '@daytonaio/sdk';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll } from 'vitest';
 import { startLocalSandboxServer } from '../../tools/local-sandbox/server.ts';
@@ -59,3 +59,13 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** The error a call rejects with (the test fails if it resolves). */
+export async function rejection(p: Promise<unknown>): Promise<DaytonaError> {
+  try {
+    await p;
+  } catch (err) {
+    return err as DaytonaError;
+  }
+  throw new Error('expected a rejection');
+}

@@ -135,7 +135,8 @@ export async function startLocalSandboxServer(opts: LocalSandboxServerOptions = 
     if (p === '/api/socket.io' || p === '/api/socket.io/') hub.handleUpgrade(req, socket, head, url);
     else if (p.startsWith('/toolbox/')) {
       const [id, rest] = splitToolboxPath(p);
-      handleToolboxUpgrade(app, logStreams, req, socket, head, id, rest);
+      // It answers every failure on the socket itself: nothing is left to await here.
+      void handleToolboxUpgrade(app, logStreams, req, socket, head, id, rest);
     } else if (p.startsWith('/preview/')) void handlePreviewUpgrade(app, req, socket, head, url);
     else socket.destroy();
   });

@@ -237,19 +237,7 @@ const LOGS_WS = /^\/process\/session\/([^/]+)\/command\/([^/]+)\/logs$/;
 
 /** `.../command/<cid>/logs?follow=true` as a WebSocket: replay, then follow, binary frames with
  * stream markers, close 1000 when the command has ended and every byte was sent. */
-export function handleToolboxUpgrade(
-  app: App,
-  wss: WebSocketServer,
-  req: IncomingMessage,
-  socket: Duplex,
-  head: Buffer,
-  sandboxId: string,
-  rest: string,
-): void {
-  void upgradeLogs(app, wss, req, socket, head, sandboxId, rest);
-}
-
-async function upgradeLogs(
+export async function handleToolboxUpgrade(
   app: App,
   wss: WebSocketServer,
   req: IncomingMessage,
