@@ -94,27 +94,18 @@ export class JobInputs {
    * R2 by the Worker, before the seed job unpacks and checks it. Nothing for a round without one.
    */
   async pushBase(a: AttemptState, sandboxId: string, homeDir: string): Promise<void> {
-    const { env, sandboxes } = this.core;
-    const source = this.baseTarball(a.round);
-    if (!source) return;
-    const head = await env.ARTIFACTS.head(source.key);
-    if (!head) throw new Error(`the stored winner ${source.key} is missing from R2`);
+    const { env, sandboxes, state } = this.core;
+    const source = this.seedSource(a.round);
+    if (source.kind !== "winner") return;
+    const key = tarballKey(source.fromRun ?? state.requireRun().id, source.fromRound);
+    const head = await env.ARTIFACTS.head(key);
+    if (!head) throw new Error(`the stored winner ${key} is missing from R2`);
     const partBytes = retryPolicy(env).partBytes;
     const parts = Math.max(1, Math.ceil(head.size / partBytes));
     for (let n = 1; n <= parts; n++) {
       const offset = (n - 1) * partBytes;
-      await pushRange(env.ARTIFACTS, source.key, { offset, length: Math.min(partBytes, head.size - offset) }, sandboxes, sandboxId, partFile(`${homeDir}/${BASE_DIR}`, n));
+      await pushRange(env.ARTIFACTS, key, { offset, length: Math.min(partBytes, head.size - offset) }, sandboxes, sandboxId, partFile(`${homeDir}/${BASE_DIR}`, n));
     }
-  }
-
-  /** Where a round's base tarball is in R2, when it starts from a winner. */
-  private baseTarball(roundNo: number): { key: string; sha256: string } | null {
-    const { state } = this.core;
-    const round = state.round(roundNo)!;
-    if (round.baseWinner) return { key: tarballKey(round.baseWinner.runId, round.baseWinner.round), sha256: round.baseWinner.sha256 };
-    if (round.fromRound === null) return null;
-    const from = state.round(round.fromRound)!;
-    return { key: tarballKey(state.requireRun().id, from.number), sha256: from.tarball!.sha256 };
   }
 
   private seedSource(roundNo: number): SeedSource {

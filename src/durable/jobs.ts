@@ -66,10 +66,15 @@ tar --create --gzip ${excludes} -C "${WORKSPACE}" . \
   | split --bytes=${partBytes} --numeric-suffixes=1 --suffix-length=5 - "$out/part."
 # The hash is written by a process substitution that may finish a moment after split.
 for i in $(seq 1 600); do [ -s "$out/sha256" ] && break; sleep 0.1; done
-{
-  echo "$(cat "$out"/part.* | wc -c | tr -d ' ') $(cat "$out/sha256")"
-  for f in "$out"/part.*; do echo "$(wc -c < "$f" | tr -d ' ') $(sha256sum "$f" | cut -d' ' -f1)"; done
-} > "$out/manifest.tmp"
+# The manifest: the whole file's size (the parts' sizes added up) and SHA-256, then each part's.
+total=0
+: > "$out/parts"
+for f in "$out"/part.*; do
+  size=$(stat -c %s "$f")
+  total=$((total + size))
+  echo "$size $(sha256sum "$f" | cut -d' ' -f1)" >> "$out/parts"
+done
+{ echo "$total $(cat "$out/sha256")"; cat "$out/parts"; } > "$out/manifest.tmp"
 mv "$out/manifest.tmp" "$out/manifest"
 echo "packed $(head -n1 "$out/manifest") in $(ls "$out"/part.* | wc -l) parts"
 `;

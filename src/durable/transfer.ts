@@ -8,7 +8,6 @@ import { toHex } from "../crypto.ts";
 import type { Sandboxes } from "../sandbox/client.ts";
 import type { PartManifest } from "./state.ts";
 
-
 /** A part arrived with other bytes than the sandbox measured. */
 export class ChecksumError extends Error {}
 
@@ -65,7 +64,7 @@ export function pullPart(
   upload: R2MultipartUpload,
 ): Promise<R2UploadedPart> {
   return withTries(`pulling part ${part.number}`, async () => {
-    const { body } = await sandboxes.downloadStream(sandboxId, path);
+    const body = await sandboxes.downloadStream(sandboxId, path);
     const hash = hashing();
     // R2 takes a stream of known length only: the FixedLengthStream also refuses a part of another size.
     const sized = new FixedLengthStream(part.size);

@@ -91,10 +91,10 @@ export class Sandboxes {
    * Streams a file out of the sandbox (the toolbox's `GET /files/download`). The SDK's own download holds
    * the whole file in memory, which a Worker cannot afford; this hands over the body as it arrives.
    */
-  async downloadStream(id: string, path: string): Promise<{ body: ReadableStream<Uint8Array>; size: number | null }> {
+  async downloadStream(id: string, path: string): Promise<ReadableStream<Uint8Array>> {
     const res = await this.toolboxFetch(id, `/files/download?path=${encodeURIComponent(path)}`, { method: "GET" });
-    const length = Number(res.headers.get("content-length"));
-    return { body: res.body!, size: Number.isInteger(length) && res.headers.has("content-length") ? length : null };
+    if (!res.body) throw new TransferError(`GET /files/download: an answer without a body`, res.status);
+    return res.body;
   }
 
   /**
