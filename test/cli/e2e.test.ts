@@ -15,6 +15,15 @@ let service: Service;
 let env: Record<string, string | undefined>;
 beforeAll(async () => {
   service = await startService();
+  // Every create takes 1.5 s, as Daytona's often do: the live view's first frames show each attempt in
+  // `creating_sandbox` however late a loaded machine runs the CLI's first look at the run.
+  const slowCreates = await fetch(`${service.localSandboxUrl}/admin/faults`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ delayMs: { create: 1500 } }),
+  });
+  expect(slowCreates.status).toBe(200);
+  await slowCreates.body?.cancel();
   env = { MULTISHOT_URL: service.url, MULTISHOT_API_KEY: service.key, XDG_CONFIG_HOME: freshConfigHome() };
 });
 afterAll(async () => {
