@@ -2,10 +2,13 @@
 // (wrangler dev + the local sandbox server + the demo agent):
 //   P1 fan-out: time until 4 agents are running ÷ time until 1 agent is running, with 500 ms of
 //      injected create latency (goal <= 1.10: attempts start in parallel, not one after another).
-//   P2 completion: agent exit -> attempt `done` in the API, median and p95, twice: with the runner's
-//      exit report pushed to the Worker (goal: median <= 1 s), and with every report lost, so that only
-//      the Worker's poll of the session command finds the exit (goal: median <= one poll interval + 1 s).
-// Usage: npm run bench:engine [-- --reps N] [--poll-ms MS (the poll-only service's POLL_INTERVAL_MS, default 15000)]
+//   P2 completion: agent exit -> attempt `done` in the API, median and p95, three ways: open egress (the
+//      runner's exit report pushed to the Worker, and the log followed); restricted egress as on Daytona's
+//      Tier 1 (no report: the exit line read from the job's followed log; goal: median <= 1 s); and
+//      restricted with every log stream refused, so that only the Worker's poll of the session command
+//      finds the exit (goal: median <= one poll interval + 1 s).
+//   P3 Daytona calls per idle attempt-hour, restricted egress, followed and poll only.
+// Usage: npm run bench:engine [-- --reps N] [--poll-ms MS (the restricted service's POLL_INTERVAL_MS, default 15000)] [--idle-s S (P3's window, default 120)]
 import { execFile } from "node:child_process";
 import { statSync } from "node:fs";
 import { promisify } from "node:util";
@@ -14,13 +17,13 @@ import { parseArgs } from "node:util";
 import { startService, type Service } from "../test/support/service.ts";
 import { goal, machineLoad, median, quantile, startRun, waitForRun } from "./support.ts";
 
-const { values } = parseArgs({ options: { reps: { type: "string", default: "5" }, "poll-ms": { type: "string", default: "15000" } } });
+const { values } = parseArgs({ options: { reps: { type: "string", default: "5" }, "poll-ms": { type: "string", default: "15000" }, "idle-s": { type: "string", default: "120" } } });
 const REPS = Number(values.reps);
+/** P3's window: seconds of idle agents over which the Daytona calls are counted. */
+const IDLE_S = Number(values["idle-s"]);
 const CREATE_LATENCY_MS = 500;
 /** The Worker's default POLL_INTERVAL_MS (src/durable/retry.ts); the poll-only service runs with it. */
 const POLL_MS = Number(values["poll-ms"]);
-/** Nothing listens on the discard port: every runner report fails at once, as when the Worker is unreachable. */
-const NOWHERE = "http://127.0.0.1:9";
 /** The demo agent sleeps `[slow:N]` ms four times (after its text turn and each of its three writes). */
 const DEMO_SLEEPS = 4;
 
@@ -75,42 +78,89 @@ async function main() {
 
     pushed = await completion(svc, REPS, () => ({ prompt: "completion", agent: "demo", attempts: 4 }));
     p1 = { floor, ratio: median(four) / median(one) };
-    console.log(`P2 pushed: agent exit -> done over ${pushed.latencies.length} attempts: ${summarize(pushed)}`);
+    console.log(`P2 open egress: agent exit -> done over ${pushed.latencies.length} attempts: ${summarize(pushed)}`);
   } finally {
     await svc.close();
   }
 
-  // P2 with every runner report lost: a second service whose sandboxes cannot reach it (PUBLIC_URL
-  // leads nowhere), so the agent's exit is known only when the Worker polls the session command. Each
-  // attempt's agent runs its own length, spread evenly over one poll interval, so that the exits fall
-  // at every point of the poll's cycle rather than all at one.
-  const lost = await startService({ PUBLIC_URL: NOWHERE, POLL_INTERVAL_MS: String(POLL_MS) });
+  // P2 with restricted egress: a service on the local sandbox server's 'daytona' profile (Tier 1: no
+  // sandbox reaches the Worker, the v0.190 daemon, which never closes a followed log), so no report
+  // arrives and the exit is read from the job's followed log. Then, on the same service with every log
+  // stream refused, the poll alone: each attempt's agent runs its own length, spread evenly over one poll
+  // interval, so that the exits fall at every point of the poll's cycle rather than all at one.
+  const restricted = await startService({ LOCAL_SANDBOX_PROFILE: "daytona", POLL_INTERVAL_MS: String(POLL_MS) });
+  let followed: Completion;
   let pollOnly: Completion;
+  let calls: { followed: number; pollOnly: number };
   try {
-    console.log(`poll-only service at ${lost.url}; PUBLIC_URL ${NOWHERE} (nothing listens); POLL_INTERVAL_MS ${POLL_MS}; ${machineLoad()}`);
+    console.log(`restricted service at ${restricted.url}; LOCAL_SANDBOX_PROFILE daytona; POLL_INTERVAL_MS ${POLL_MS}; ${machineLoad()}`);
+    await completion(restricted, 1, () => ({ prompt: "warm-up", agent: "demo", attempts: 1 }));
+    followed = await completion(restricted, REPS, () => ({ prompt: "completion, restricted egress", agent: "demo", attempts: 4 }));
+    console.log(`P2 restricted, followed: agent exit -> done over ${followed.latencies.length} attempts: ${summarize(followed)}`);
+    const idleFollowed = await callsPerIdleAttemptHour(restricted);
+    console.log(`P3 restricted, followed: ${idleFollowed.toFixed(0)} Daytona calls per idle attempt-hour`);
+
+    await refuseLogStreams(restricted, true);
     const samples = REPS * 4;
     const slowFor = (k: number) => Math.round((((k + 0.5) / samples) * POLL_MS) / DEMO_SLEEPS);
-    pollOnly = await completion(lost, REPS, (rep) => ({
-      prompt: "completion, reports lost",
+    pollOnly = await completion(restricted, REPS, (rep) => ({
+      prompt: "completion, restricted egress, no log stream",
       agent: "demo",
       attempts: 4,
       variations: [0, 1, 2, 3].map((i) => ({ promptSuffix: `[slow:${slowFor(rep * 4 + i)}]` })),
     }));
-    console.log(`P2 poll only: agent exit -> done over ${pollOnly.latencies.length} attempts: ${summarize(pollOnly)}`);
+    console.log(`P2 restricted, poll only: agent exit -> done over ${pollOnly.latencies.length} attempts: ${summarize(pollOnly)}`);
+    const idlePolled = await callsPerIdleAttemptHour(restricted);
+    console.log(`P3 restricted, poll only: ${idlePolled.toFixed(0)} Daytona calls per idle attempt-hour`);
+    calls = { followed: idleFollowed, pollOnly: idlePolled };
   } finally {
-    await lost.close();
+    await restricted.close();
   }
 
   const p2 = median(pushed.latencies);
+  const p2followed = median(followed.latencies);
   const p2poll = median(pollOnly.latencies);
   console.log(`done; ${machineLoad()}`);
   console.log("");
   console.log(`P1 machine floor ratio (4 ÷ 1 of the same processes, no multishot): ${p1.floor.toFixed(3)}`);
   console.log(`P1 fan-out ratio (4 agents running ÷ 1 agent running): ${p1.ratio.toFixed(3)} (goal <= 1.10: ${goal(p1.ratio <= 1.1)})`);
-  console.log(`P2 poll-only ÷ pushed, agent exit -> done median: ${(p2poll / p2).toFixed(1)}`);
-  console.log(`P2 pushed:    agent exit -> done median ${p2.toFixed(0)} ms, p95 ${quantile(pushed.latencies, 0.95).toFixed(0)} ms (goal median <= 1000 ms: ${goal(p2 <= 1000)})`);
-  console.log(`P2 poll only: agent exit -> done median ${p2poll.toFixed(0)} ms, p95 ${quantile(pollOnly.latencies, 0.95).toFixed(0)} ms ` +
+  console.log(`P2 restricted ÷ open egress, agent exit -> done median: ${(p2followed / p2).toFixed(2)}`);
+  console.log(`P2 open egress (reports and log): agent exit -> done median ${p2.toFixed(0)} ms, p95 ${quantile(pushed.latencies, 0.95).toFixed(0)} ms (goal median <= 1000 ms: ${goal(p2 <= 1000)})`);
+  console.log(`P2 restricted (log only):         agent exit -> done median ${p2followed.toFixed(0)} ms, p95 ${quantile(followed.latencies, 0.95).toFixed(0)} ms (goal median <= 1000 ms: ${goal(p2followed <= 1000)})`);
+  console.log(`P2 restricted, no log (poll only): agent exit -> done median ${p2poll.toFixed(0)} ms, p95 ${quantile(pollOnly.latencies, 0.95).toFixed(0)} ms ` +
     `(POLL_INTERVAL_MS ${POLL_MS}; goal median <= ${POLL_MS + 1000} ms, one poll interval + 1 s: ${goal(p2poll <= POLL_MS + 1000)})`);
+  console.log(`P3 Daytona calls per idle attempt-hour: followed ${calls.followed.toFixed(0)}, poll only ${calls.pollOnly.toFixed(0)} (followed ÷ poll only ${(calls.followed / calls.pollOnly).toFixed(2)})`);
+}
+
+/** Makes the restricted service's sandbox server refuse (or again allow) every log stream. */
+async function refuseLogStreams(svc: Service, refuse: boolean): Promise<void> {
+  const res = await fetch(`${svc.localSandboxUrl}/admin/faults`, refuse
+    ? { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ toolboxFailures: { count: 1_000_000, mode: "502", match: "/logs$" } }) }
+    : { method: "DELETE" });
+  if (!res.ok) throw new Error(`faults: ${res.status}`);
+}
+
+/** API and toolbox calls the local sandbox server has answered so far. */
+async function callsSoFar(svc: Service): Promise<number> {
+  const stats = (await (await fetch(`${svc.localSandboxUrl}/admin/stats`)).json()) as { apiCalls: Record<string, number>; toolboxCalls: Record<string, number> };
+  const sum = (o: Record<string, number>) => Object.values(o).reduce((a, b) => a + b, 0);
+  return sum(stats.apiCalls) + sum(stats.toolboxCalls);
+}
+
+/**
+ * P3: 4 attempts whose agents run (and print nothing) for IDLE_S seconds after all four started: the
+ * Daytona calls the Worker made in that window, per attempt-hour. Every call counts the same (a poll, a
+ * stream opened), the long-lived stream itself once.
+ */
+async function callsPerIdleAttemptHour(svc: Service): Promise<number> {
+  const id = await startRun(svc, { prompt: "idle [hang]", agent: "demo", attempts: 4, limits: { attemptMinutes: 30 } });
+  await waitForRun(svc, id, (r) => r.rounds[0]!.attempts.every((a) => a.status === "running_agent"), 120_000, 200);
+  await new Promise((r) => setTimeout(r, 3_000)); // the agent job's own start-up calls are over
+  const before = await callsSoFar(svc);
+  await new Promise((r) => setTimeout(r, IDLE_S * 1000));
+  const after = await callsSoFar(svc);
+  await svc.api(`/api/runs/${id}/cancel`, { method: "POST" });
+  return (after - before) / (4 * (IDLE_S / 3600));
 }
 
 interface Completion {
@@ -120,11 +170,13 @@ interface Completion {
   seenByPoll: number[];
   /** Jobs whose exit the Worker learnt of by polling (a `job.exit_polled` event), by job. */
   polled: { agent: number; collect: number };
+  /** Agent exits read from the followed log (a `job.exit_followed` event). */
+  followed: number;
 }
 
 const summarize = (c: Completion) =>
   `median ${median(c.latencies).toFixed(0)} ms, p95 ${quantile(c.latencies, 0.95).toFixed(0)} ms; ` +
-  `exits found by the poll: agent ${c.polled.agent}, collect ${c.polled.collect}` +
+  `agent exits read from the log ${c.followed}; exits found by the poll: agent ${c.polled.agent}, collect ${c.polled.collect}` +
   (c.seenByPoll.length ? `; agent exit -> seen by the poll median ${median(c.seenByPoll).toFixed(0)} ms` : "");
 
 /**
@@ -133,7 +185,7 @@ const summarize = (c: Completion) =>
  * say which exits the Worker learnt of by polling (`job.exit_polled`), to show which path carried them.
  */
 async function completion(svc: Service, reps: number, request: (rep: number) => Record<string, unknown>): Promise<Completion> {
-  const c: Completion = { latencies: [], seenByPoll: [], polled: { agent: 0, collect: 0 } };
+  const c: Completion = { latencies: [], seenByPoll: [], polled: { agent: 0, collect: 0 }, followed: 0 };
   for (let rep = 0; rep < reps; rep++) {
     const id = await startRun(svc, request(rep));
     const run = await waitForRun(svc, id, (r) => r.status !== "running");
@@ -152,6 +204,7 @@ async function completion(svc: Service, reps: number, request: (rep: number) => 
         c.seenByPoll.push(agentPolled.at - exitedAt);
       }
       if (polledExit(a.number, "collect")) c.polled.collect++;
+      if (events.some((e) => e.type === "job.exit_followed" && e.attempt === a.number && e.data.job === "agent")) c.followed++;
     }
     await svc.api(`/api/runs/${id}/cancel`, { method: "POST" });
   }

@@ -12,6 +12,8 @@ trap 'kill -TERM "$pid" 2>/dev/null' TERM INT HUP
 wait "$pid"
 code=$?
 echo "$code" > "$dir/$job.exit"
+# The exit line on stderr: a Worker following this command's logs learns the exit from it at once.
+printf '\nmultishot-exit:%s:%s:%s\n' "$job" "$try" "$code" >&2
 if [ "$url" != "-" ]; then
   body="{\"job\":\"$job\",\"try\":$try,\"kind\":\"exit\",\"exitCode\":$code}"
   for delay in 0.2 0.4 0.8 0; do

@@ -108,6 +108,9 @@ child.on("close", async (code, signal) => {
     lineNo++;
     pending.push(partial.length > MAX_LINE ? "" : partial);
   }
+  // The exit line on stderr: a Worker following this command's logs learns the exit from it at once,
+  // with no report and before the reports below are tried (src/durable/follow.ts reads it).
+  process.stderr.write(`\nmultishot-exit:${job}:${jobTry}:${exitCode}\n`);
   await flush();
   // A few quick tries only: the job is not over for the Worker's poll until this process exits.
   await post({ job, try: Number(jobTry), kind: "exit", exitCode, signal: signal ?? null }, 4);

@@ -14,6 +14,7 @@ import { isAttemptEnded, type AttemptJobName } from "../vocabulary.ts";
 import type { SandboxCleanup } from "./cleanup.ts";
 import { homeDirOf, jobTail, SESSION, type RunCore } from "./core.ts";
 import { exitOutcome, exitReason, jobMinutes, jobOf, parseNumstat, phaseAfter, retryDecision, stepErrorOutcome } from "./decisions.ts";
+import type { LogFollower } from "./follow.ts";
 import type { Ingest } from "./ingest.ts";
 import { MAX_ARTIFACT_BYTES } from "./ingest.ts";
 import type { JobInputs } from "./job-inputs.ts";
@@ -38,10 +39,12 @@ export class AttemptSteps {
   private readonly ingest: Ingest;
   private readonly inputs: JobInputs;
   private readonly cleanup: SandboxCleanup;
+  private readonly follower: LogFollower;
 
-  constructor(core: RunCore, parts: { host: AttemptsHost; ingest: Ingest; inputs: JobInputs; cleanup: SandboxCleanup }) {
+  constructor(core: RunCore, parts: { host: AttemptsHost; follower: LogFollower; ingest: Ingest; inputs: JobInputs; cleanup: SandboxCleanup }) {
     this.core = core;
     this.host = parts.host;
+    this.follower = parts.follower;
     this.ingest = parts.ingest;
     this.inputs = parts.inputs;
     this.cleanup = parts.cleanup;
@@ -85,6 +88,7 @@ export class AttemptSteps {
     const current = state.attempt(a.round, a.number);
     if (!current || isAttemptEnded(current.status)) return;
     state.commit(current, { ...extra, status, error: reason, cleanupPending: true, deadlineAt: null });
+    this.follower.stop(a.round, a.number);
     timers.unschedule({ kind: "deadline", round: a.round, attempt: a.number });
     timers.schedule({ kind: "attempt", round: a.round, attempt: a.number }, Date.now());
     this.host.attemptEnded();
@@ -221,14 +225,10 @@ export class AttemptSteps {
     const reported = this.ingest.reportedExit(a.round, a.number, job, a.jobTry);
     const exitCode = reported?.exitCode ?? (await this.core.sandboxes.commandExitCode(sandboxId, SESSION, a.cmdId));
     if (exitCode === undefined) {
-      // Unless the attempt changed meanwhile (a cancel, a deadline: they scheduled their own wake-up).
-      // Early polls for each job started, a retried one too: counted from its own start.
-      const since = a.jobStartedAt ?? a.timestamps[a.status] ?? Date.now();
-      if (this.core.state.attempt(a.round, a.number)?.version === a.version) {
-        this.core.timers.schedule({ kind: "attempt", round: a.round, attempt: a.number }, Date.now() + nextPollMs(retryPolicy(this.core.env), Date.now() - since));
-      }
-      return;
+      // Still running: followed again if the stream was lost (or the object woke up anew).
+      return this.followAndPoll(a);
     }
+    this.follower.stop(a.round, a.number);
     if (!reported) this.core.events.append(a.round, a.number, "job.exit_polled", { job, exitCode });
     await this.onJobExit(a, job, sandboxId, exitCode);
   }
@@ -277,8 +277,32 @@ export class AttemptSteps {
     if (!started) return;
     events.append(a.round, a.number, "job.started", { job, try: a.jobTry });
     timers.schedule({ kind: "deadline", round: a.round, attempt: a.number }, now + minutes * 60_000);
-    // The exit report normally wakes us; the poll is the safety net (soon at first, then every pollMs).
-    timers.schedule({ kind: "attempt", round: a.round, attempt: a.number }, now + nextPollMs(retryPolicy(env), 0));
+    // The followed log (or a report) normally wakes us; the poll is the safety net.
+    await this.followAndPoll(started);
+  }
+
+  /**
+   * Follows the job's log and sets the poll that backs it up. The poll is set before the stream is
+   * opened, so that an object that dies during the handshake looks again soon, not after the step's lease.
+   */
+  private async followAndPoll(a: AttemptState): Promise<void> {
+    const current = () => this.core.state.attempt(a.round, a.number)?.version === a.version;
+    // Unless the attempt changed meanwhile (a cancel, a deadline: they scheduled their own wake-up).
+    if (!current()) return;
+    this.schedulePoll(a, this.follower.following(a));
+    if ((await this.follower.follow(a)) && current()) this.schedulePoll(a, true);
+  }
+
+  /**
+   * The next look at a running job. Followed, its exit line wakes us within about a second, so the poll
+   * only guards against a stream that stalls unseen: every 4 x pollMs. Not followed: soon at first, then
+   * every pollMs (nextPollMs), counted from the job's own start.
+   */
+  private schedulePoll(a: AttemptState, following: boolean): void {
+    const policy = retryPolicy(this.core.env);
+    const since = a.jobStartedAt ?? a.timestamps[a.status] ?? Date.now();
+    const inMs = following ? 4 * policy.pollMs : nextPollMs(policy, Date.now() - since);
+    this.core.timers.schedule({ kind: "attempt", round: a.round, attempt: a.number }, Date.now() + inMs);
   }
 
   /**
@@ -332,6 +356,7 @@ export class AttemptSteps {
 
     const done = state.commit(a, { status: "done", diffStats: parseNumstat(numstat), verify, summary: this.ingest.agentSummary(a), deadlineAt: null });
     if (!done) return;
+    this.follower.stop(a.round, a.number);
     timers.unschedule({ kind: "deadline", round: a.round, attempt: a.number });
     timers.unschedule({ kind: "attempt", round: a.round, attempt: a.number });
     if (verify?.passed) this.host.verified(done);

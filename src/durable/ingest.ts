@@ -45,6 +45,23 @@ export class Ingest {
     return true;
   }
 
+  /** Lines of the agent's stdout read from its followed log (src/durable/follow.ts). */
+  followedLines(round: number, n: number, jobTry: number, lines: string[], first: number): void {
+    const a = this.core.state.attempt(round, n);
+    if (!a || isAttemptEnded(a.status) || a.job !== "agent" || a.jobTry !== jobTry) return;
+    this.recordAgentOutput(a, lines, first);
+  }
+
+  /** A job's exit read from its followed log: recorded as a report is, unless one came first. False if it was known. */
+  followedExit(round: number, n: number, job: JobName, jobTry: number, exitCode: number): boolean {
+    const a = this.core.state.attempt(round, n);
+    if (!a || isAttemptEnded(a.status) || this.reportedExit(round, n, job, jobTry)) return false;
+    this.recordExit(round, n, job, jobTry, exitCode, Date.now());
+    this.core.events.append(round, n, "job.exit_followed", { job, exitCode });
+    this.core.timers.poke({ kind: "attempt", round, attempt: n });
+    return true;
+  }
+
   reportedExit(round: number, number: number, job: JobName, jobTry: number): JobReport | null {
     const row = this.sql
       .exec<Row>("SELECT exit_code, at FROM reports WHERE round = ? AND number = ? AND job = ? AND try = ?", round, number, job, jobTry)

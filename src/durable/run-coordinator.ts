@@ -24,6 +24,7 @@ import { refuse, type IngestReport, type Outcome, type StartRun } from "./contra
 import type { RunCore } from "./core.ts";
 import { EventLog } from "./event-log.ts";
 import { RunHooks } from "./hooks.ts";
+import { LogFollower } from "./follow.ts";
 import { Ingest } from "./ingest.ts";
 import { JobInputs } from "./job-inputs.ts";
 import { Live } from "./live.ts";
@@ -96,8 +97,22 @@ export class RunCoordinator extends DurableObject<Env> {
 
     const cleanup = new SandboxCleanup(core);
     this.ingestion = new Ingest(core, sql);
+    // A followed log's news comes between wake-ups: recorded, and the alarm set for what it made due
+    // (an alarm that fails to be set now is set by the next wake-up: the timer is in storage).
+    const rearmSoon = () => void timers.rearm().catch((err) => console.error("re-arming after a followed log's news failed", err));
+    const follower = new LogFollower(core, {
+      agentLines: (round, n, jobTry, lines, first) => this.ingestion.followedLines(round, n, jobTry, lines, first),
+      exited: (round, n, job, jobTry, exitCode) => {
+        if (this.ingestion.followedExit(round, n, job, jobTry, exitCode)) rearmSoon();
+      },
+      lost: (round, n) => {
+        timers.scheduleNoLaterThan({ kind: "attempt", round, attempt: n }, Date.now() + 500);
+        rearmSoon();
+      },
+    });
     this.attempts = new AttemptSteps(core, {
       host: { attemptEnded: () => this.rounds.settle(), verified: (a) => this.rounds.verified(a) },
+      follower,
       ingest: this.ingestion,
       inputs: new JobInputs(core),
       cleanup,

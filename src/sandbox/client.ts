@@ -3,6 +3,7 @@
 import { Daytona, DaytonaConflictError, DaytonaConnectionError, DaytonaError, DaytonaNotFoundError, type Sandbox } from "@daytonaio/sdk";
 import type { Env } from "../env.ts";
 import { isSandboxGone, isSessionMissing } from "./errors.ts";
+import { StdDemux, type LogFd } from "./log-stream.ts";
 
 export interface SandboxSpec {
   labels: Record<string, string>;
@@ -62,6 +63,13 @@ function toolboxHeaders(env: Env): Record<string, string> {
     "x-daytona-source": "multishot",
     ...(env.DAYTONA_JWT_TOKEN && env.DAYTONA_ORGANIZATION_ID ? { "x-daytona-organization-id": env.DAYTONA_ORGANIZATION_ID } : {}),
   };
+}
+
+/** A followed command's log stream, open until the daemon or `close` ends it. */
+export interface LogStream {
+  /** Resolves when the stream has ended: "closed" when the daemon closed it normally, else "lost". */
+  readonly ended: Promise<"closed" | "lost">;
+  close(): void;
 }
 
 /** How long one streamed file transfer with a sandbox may take. */
@@ -128,20 +136,29 @@ export class Sandboxes {
     await res.body?.cancel();
   }
 
-  private async toolboxFetch(id: string, path: string, init: RequestInit & { headers?: Record<string, string> }): Promise<Response> {
+  /**
+   * One call to the toolbox, around the SDK. `answerWithinMs` bounds only the wait for the answer's
+   * head (a WebSocket's handshake), leaving the stream that follows open; without it the whole transfer
+   * is bounded by TRANSFER_TIMEOUT_MS.
+   */
+  private async toolboxFetch(id: string, path: string, init: RequestInit & { headers?: Record<string, string> }, answerWithinMs?: number): Promise<Response> {
     const sandbox = await this.get(id);
     const base = sandbox.toolboxProxyUrl.replace(/\/$/, "");
     let res: Response;
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(new Error("no answer in time")), answerWithinMs ?? TRANSFER_TIMEOUT_MS);
     try {
       res = await fetch(`${base}/${id}${path}`, {
         ...init,
         headers: { ...toolboxHeaders(this.env), ...init.headers },
-        signal: AbortSignal.timeout(TRANSFER_TIMEOUT_MS),
+        signal: answerWithinMs ? abort.signal : AbortSignal.timeout(TRANSFER_TIMEOUT_MS),
       });
     } catch (err) {
       throw new DaytonaConnectionError(`the toolbox did not answer: ${err instanceof Error ? err.message : String(err)}`);
+    } finally {
+      clearTimeout(timer);
     }
-    if (!res.ok) {
+    if (!res.ok && !(res.status === 101 && res.webSocket)) {
       const text = await res.text().catch(() => "");
       let message = text.slice(0, 300);
       try {
@@ -152,6 +169,58 @@ export class Sandboxes {
       throw new TransferError(`${init.method} ${path.split("?")[0]}: ${message || res.statusText}`, res.status);
     }
     return res;
+  }
+
+  /**
+   * Follows a session command's logs (the toolbox's `GET .../command/{cid}/logs?follow=true`, a
+   * WebSocket, as the SDK's getSessionCommandLogs with callbacks opens it): everything from the start,
+   * then each new chunk as it is written. The daemon sends stdout and stderr apart only when the client
+   * says it can read them apart (X-Daytona-Split-Output, or an SDK version header: daytonaio/daytona
+   * v0.190.0 apps/daemon/pkg/session/common.go IsCombinedOutput). Its close is no sign that the command
+   * ended: the v0.190 daemon may never close it (see tools/local-sandbox/README.md).
+   */
+  async followLogs(id: string, sessionId: string, cmdId: string, onData: (fd: LogFd, bytes: Uint8Array) => void): Promise<LogStream> {
+    const path = `/process/session/${encodeURIComponent(sessionId)}/command/${encodeURIComponent(cmdId)}/logs?follow=true`;
+    const res = await this.toolboxFetch(id, path, { method: "GET", headers: { upgrade: "websocket", "x-daytona-split-output": "true" } }, 15_000);
+    const ws = res.webSocket;
+    if (!ws) {
+      await res.body?.cancel();
+      throw new TransferError(`GET ${path.split("?")[0]}: answered ${res.status} without a WebSocket`, res.status);
+    }
+    // Binary frames as ArrayBuffers (with the standard binary type they would be Blobs).
+    (ws as { binaryType?: string }).binaryType = "arraybuffer";
+    ws.accept();
+    const demux = new StdDemux(onData);
+    const encoder = new TextEncoder();
+    // A Blob (where binaryType is not honoured) is read asynchronously: frames are handed on in order.
+    let order: Promise<void> = Promise.resolve();
+    const frame = (data: unknown): Promise<Uint8Array> | Uint8Array =>
+      typeof data === "string" ? encoder.encode(data) : data instanceof Blob ? data.arrayBuffer().then((b) => new Uint8Array(b)) : new Uint8Array(data as ArrayBuffer);
+    const ended = new Promise<"closed" | "lost">((resolve) => {
+      ws.addEventListener("message", (e) => {
+        const bytes = frame(e.data);
+        order = order.then(async () => demux.push(await bytes)).catch(() => ws.close(1011, "unreadable frame"));
+      });
+      ws.addEventListener("close", (e) => {
+        order = order.then(() => {
+          demux.end();
+          resolve(e.code === 1000 ? "closed" : "lost");
+        });
+      });
+      ws.addEventListener("error", () => {
+        order = order.then(() => resolve("lost"));
+      });
+    });
+    return {
+      ended,
+      close: () => {
+        try {
+          ws.close(1000, "done");
+        } catch {
+          // Closed already.
+        }
+      },
+    };
   }
 
   async create(spec: SandboxSpec): Promise<string> {

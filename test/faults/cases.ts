@@ -102,13 +102,22 @@ export function baseline(name: string, runs: Record<Phase, number>, turnMs = AGE
   };
 }
 
-/** The ingest URL is unreachable: every report is reset on the way; polling alone carries the attempts. */
+/**
+ * The ingest URL is unreachable (every report is reset on the way) and every log stream of the case's
+ * sandboxes is reset as it opens: polling alone carries the attempts.
+ */
 export const pushLost: FaultCase = {
   name: "push-lost",
-  covers: "the ingest URL unreachable (push lost)",
+  covers: "the ingest URL unreachable (push lost), and no log stream to follow",
   runs: { cases: 1, load: 6 },
   pushLost: true,
   request: (phase, i) => ({ prompt: prompt("push-lost", i), attempts: phase === "cases" ? 2 : 4 }),
+  async arm(ctx) {
+    await setFaults({ scoped: { [`nofollow-${ctx.account.id}`]: { labels: scope(ctx), toolboxFailures: { count: 100_000, mode: "reset", match: "/logs$" } } } });
+  },
+  async disarm(ctx) {
+    await setFaults({ scoped: { [`nofollow-${ctx.account.id}`]: null } });
+  },
   checkRun(_ctx, r) {
     expectSucceeded(r);
     for (const n of allAttempts(r)) {

@@ -46,9 +46,19 @@ describe("on a server as harsh as Daytona (Tier 1: restricted egress, the v0.190
     const r1 = await watch(account, id, (r) => r.status !== "running", 120_000);
     expect(attemptsOf(r1).map((a) => a.status)).toEqual(["done", "done"]);
     const events1 = await runEvents(account, id);
-    // Every sandbox found PUBLIC_URL unreachable, so every exit was seen by a poll, none reported.
+    // Every sandbox found PUBLIC_URL unreachable, so no exit was reported: the Worker saw each one itself,
+    // in the job's followed log (a poll that happens to look first may see one), though this daemon
+    // never closes a followed log...
     expect(events1.filter((e) => e.type === "sandbox.probed").map((e) => e.data.reachesWorker)).toEqual([false, false]);
-    expect(events1.filter((e) => e.type === "job.exit_polled").length).toBeGreaterThanOrEqual(8);
+    const seen = events1.filter((e) => e.type === "job.exit_followed" || e.type === "job.exit_polled");
+    expect(new Set(seen.map((e) => `${e.attempt}:${String(e.data.job)}`)).size).toBe(8);
+    expect(new Set(events1.filter((e) => e.type === "job.exit_followed").map((e) => e.attempt))).toEqual(new Set([1, 2]));
+    // ...and each agent's transcript arrived while it worked, read from the same log.
+    for (const n of [1, 2]) {
+      const firstLine = events1.find((e) => e.attempt === n && e.type.startsWith("agent."));
+      const agentExit = seen.find((e) => e.attempt === n && e.data.job === "agent");
+      expect(firstLine!.seq).toBeLessThan(agentExit!.seq);
+    }
 
     expect((await api(`/api/runs/${id}/rounds/1/winner`, account.key, { method: "POST", json: { attempt: 2 } })).status).toBe(202);
     const stored1 = await watch(account, id, (r) => r.rounds[0]!.winner?.status === "stored" || r.rounds[0]!.winner?.status === "failed", 90_000);

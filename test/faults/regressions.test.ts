@@ -4,6 +4,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import { type Pump, api, attemptsOf, createAccount, faultsLeft, everySandbox, runEvents, runOfPath, sandboxAdmin, setFaults, sleep, startPump, startRun, watch } from "./harness.ts";
 
 const POLL = "^/process/session/[^/]+/command/[^/]+$";
+/** Every log stream of the account's sandboxes reset as it opens: only polls can see an exit. */
+const noFollow = (accountId: string) => ({ [`nofollow-${accountId}`]: { labels: { "multishot-account": accountId }, toolboxFailures: { count: 100_000, mode: "reset", match: "/logs$" } } });
 
 describe("regressions found by the fault suite", () => {
   // A pump belongs to the test that started it (its I/O context): each test stops its own.
@@ -17,11 +19,11 @@ describe("regressions found by the fault suite", () => {
   // "in flight" while its handler awaits: the alarm loop skips in-flight keys, so that attempt's steps
   // (its polls, and after its deadline its cleanup) never ran again while the call hung. Fixed by the
   // client's `requestTimeoutMs` (src/sandbox/client.ts, DAYTONA_REQUEST_TIMEOUT_MS, 30 s). Here one poll
-  // of the agent's job hangs (the local server never answers it) and the agent's exit report is lost,
-  // so only a poll can see the exit.
+  // of the agent's job hangs (the local server never answers it), the agent's exit report is lost and
+  // no log stream opens, so only a poll can see the exit.
   it("an unanswered poll does not hold the attempt: its agent's exit is still seen", async () => {
     const account = await createAccount("bug: hung poll");
-    await setFaults({ scoped: { [`hung-${account.id}`]: { labels: { "multishot-account": account.id }, toolboxFailures: { count: 1, mode: "hang", match: POLL } } } });
+    await setFaults({ scoped: { [`hung-${account.id}`]: { labels: { "multishot-account": account.id }, toolboxFailures: { count: 1, mode: "hang", match: POLL } }, ...noFollow(account.id) } });
     const runs = new Set<string>();
     pump = startPump(({ url, body }) => (!runs.has(runOfPath(url) ?? "") ? "wait" : /"job":"agent"/.test(body) ? "drop" : "forward"));
     const id = await startRun(account, { prompt: "hung poll [slow:300]", attempts: 1, limits: { attemptMinutes: 3 } });
@@ -42,7 +44,7 @@ describe("regressions found by the fault suite", () => {
   // Every poll hangs here, so that one is in flight when the deadline comes.
   it("an attempt that failed at its deadline gives its sandbox back even while a call of its step hangs", async () => {
     const account = await createAccount("bug: hung poll, deadline");
-    await setFaults({ scoped: { [`hung-${account.id}`]: { labels: { "multishot-account": account.id }, toolboxFailures: { count: 1000, mode: "hang", match: POLL } } } });
+    await setFaults({ scoped: { [`hung-${account.id}`]: { labels: { "multishot-account": account.id }, toolboxFailures: { count: 1000, mode: "hang", match: POLL } }, ...noFollow(account.id) } });
     const runs = new Set<string>();
     pump = startPump(({ url, body }) => (!runs.has(runOfPath(url) ?? "") ? "wait" : /"job":"agent"/.test(body) ? "drop" : "forward"));
     const id = await startRun(account, { prompt: "hung poll, deadline [slow:300]", attempts: 1, limits: { attemptMinutes: 0.2 } });
@@ -67,6 +69,8 @@ describe("regressions found by the fault suite", () => {
   // one carrying the result.
   it("a transcript whose early output reports were lost is completed from the sandbox's log", async () => {
     const account = await createAccount("bug: lost output");
+    // No log stream either: its lines would fill the gap as they come.
+    await setFaults({ scoped: noFollow(account.id) });
     const runs = new Set<string>();
     let dropped = 0;
     pump = startPump(({ url, body }) => {

@@ -54,6 +54,44 @@ describe('daemon v0.190', () => {
   });
 });
 
+/** Follows a command's log over the WebSocket with these headers: frames as they came, and how it ended. */
+async function followRaw(sandboxId: string, sid: string, cid: string, headers: Record<string, string>, forMs: number): Promise<{ bytes: Buffer; closed: number | null }> {
+  const { default: WebSocket } = await import('ws');
+  const ws = new WebSocket(`${h.server.url.replace(/^http/, 'ws')}/toolbox/${sandboxId}/process/session/${sid}/command/${cid}/logs?follow=true`, { headers });
+  const frames: Buffer[] = [];
+  let closed: number | null = null;
+  ws.on('message', (d: Buffer) => frames.push(d));
+  ws.on('close', (code: number) => (closed = code));
+  await sleep(forMs);
+  ws.terminate();
+  return { bytes: Buffer.concat(frames), closed };
+}
+
+describe('a followed log', () => {
+  it('never closes under the v0.190 daemon, closes 1000 under the spec, and carries stream markers only for a client that reads them apart', async () => {
+    const sb = await h.daytona.create({ autoStopInterval: 0 });
+    await sb.process.createSession('f');
+    const cmd = await sb.process.executeSessionCommand('f', { command: 'echo out; echo err >&2', runAsync: true });
+    await waitFor('the command to end', async () => ((await sb.process.getSessionCommand('f', cmd.cmdId!)).exitCode === 0) || undefined);
+
+    const split = await followRaw(sb.id, 'f', cmd.cmdId!, { 'x-daytona-split-output': 'true' }, 600);
+    expect(split.closed).toBeNull(); // ended long ago, still open
+    expect(split.bytes).toEqual(Buffer.concat([Buffer.from([1, 1, 1]), Buffer.from('out\n'), Buffer.from([2, 2, 2]), Buffer.from('err\n')]));
+    // No version header and no split header: the bytes alone (IsCombinedOutput).
+    expect((await followRaw(sb.id, 'f', cmd.cmdId!, {}, 300)).bytes.toString()).toBe('out\nerr\n');
+
+    await behaviour({ daemon: 'spec' });
+    try {
+      const spec = await followRaw(sb.id, 'f', cmd.cmdId!, { 'x-daytona-sdk-version': '0.218.0' }, 600);
+      expect(spec.closed).toBe(1000);
+      expect(spec.bytes.subarray(0, 3)).toEqual(Buffer.from([1, 1, 1]));
+    } finally {
+      await behaviour({ daemon: 'v0.190' });
+    }
+    await sb.delete();
+  });
+});
+
 describe('sessions through the daemon wrapper', () => {
   it('runs commands in the session shell (cd persists, exit codes, logs)', async () => {
     const sb = await h.daytona.create({ autoStopInterval: 0 });

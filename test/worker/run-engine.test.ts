@@ -184,7 +184,7 @@ describe("a run", () => {
     await api(`/api/runs/${id}/cancel`, { method: "POST" });
   });
 
-  it("catches an exit by polling when no report arrives, and kills a hung agent at its deadline", async () => {
+  it("sees each exit in the job's followed log when no report arrives, and kills a hung agent at its deadline", async () => {
     const id = await startRun({ prompt: "hang forever [hang]", attempts: 1, agent: "demo", limits: { attemptMinutes: 0.05 } });
     const run = await waitForRun(id, settled);
     const a = run.rounds[0]!.attempts[0]!;
@@ -192,8 +192,26 @@ describe("a run", () => {
     expect(a.error).toMatch(/^timed out: agent ran longer than 0.05 minutes/);
     await expect.poll(async () => (await liveSandboxes(id)).length, { timeout: 10_000 }).toBe(0);
     const events = await runEvents(id);
-    // Every earlier job ended without a report reaching the Worker: the poll saw each exit.
-    expect(events.filter((e) => e.type === "job.exit_polled").map((e) => e.data.job)).toEqual(["install", "seed"]);
+    // Every earlier job ended without a report reaching the Worker: its exit line, read from the
+    // command's followed log, carried each one (the poll is every 4 x 250 ms while a log is followed).
+    expect(events.filter((e) => e.type === "job.exit_followed").map((e) => e.data.job)).toEqual(["install", "seed"]);
+    expect(events.filter((e) => e.type === "job.exit_polled")).toEqual([]);
     expect((await getRun(id)).status).toBe("failed");
+  });
+
+  it("catches every exit by polling when no report arrives and no log can be followed", async () => {
+    await injectFaults({ toolboxFailures: { count: 1000, mode: "502", match: "/logs$" } });
+    const id = await startRun({ prompt: "no follow", attempts: 1, agent: "demo" });
+    const run = await waitForRun(id, settled);
+    expect(run.rounds[0]!.attempts[0]!).toMatchObject({ status: "done", error: null });
+    const events = await runEvents(id);
+    expect(events.filter((e) => e.type === "job.exit_polled").map((e) => e.data.job)).toEqual(["install", "seed", "agent", "collect"]);
+    expect(events.filter((e) => e.type === "job.exit_followed")).toEqual([]);
+    // Each job's first refused stream is shown once, with the toolbox's answer.
+    const refused = events.filter((e) => e.type === "job.follow_failed");
+    expect(refused.map((e) => e.data.job)).toEqual(["install", "seed", "agent", "collect"]);
+    expect(String(refused[0]!.data.reason)).toMatch(/502/);
+    // The transcript was read back from the sandbox once the agent had ended, each line once.
+    expect(events.filter((e) => e.type === "agent.result")).toHaveLength(1);
   });
 });

@@ -233,6 +233,18 @@ export async function handleToolbox(r: Req, sandboxId: string, rest: string): Pr
   count(r.app.counters.toolbox, name);
 }
 
+/**
+ * Whether a log stream carries the stdout/stderr markers: only for a client that says it reads them
+ * (an SDK version header of 0.27 or later, or X-Daytona-Split-Output: true); anyone else gets the bytes
+ * alone (daytonaio/daytona v0.190.0 apps/daemon/pkg/session/common.go IsCombinedOutput).
+ */
+export function splitsOutput(headers: IncomingMessage['headers']): boolean {
+  const version = String(headers['x-daytona-sdk-version'] ?? '');
+  if (!version) return headers['x-daytona-split-output'] === 'true';
+  const [major = 0, minor = 0] = version.split(/[.-]/).map(Number);
+  return major > 0 || minor >= 27;
+}
+
 const LOGS_WS = /^\/process\/session\/([^/]+)\/command\/([^/]+)\/logs$/;
 
 /** `.../command/<cid>/logs?follow=true` as a WebSocket: replay, then follow, binary frames with
@@ -253,6 +265,17 @@ export async function handleToolboxUpgrade(
   try {
     if (!m) throw new DaytonaHttpError(404, `no WebSocket endpoint at ${rest}`);
     sandbox = await toolboxSandbox(app, sandboxId, rest, method);
+    const delay = app.faults.delay('toolbox', sandbox.labels);
+    if (delay) await sleep(delay);
+    // toolboxFailures match WebSocket paths too (`.../logs?follow=true`): a refused or dropped stream.
+    const fault = app.faults.takeToolboxFailure(rest, sandbox.labels);
+    if (fault === 'reset' || fault === 'lost') {
+      count(app.counters.toolbox, 'WS (fault)');
+      socket.destroy();
+      return;
+    }
+    if (fault === 'hang') return; // never answered: the socket stays open, unanswered
+    if (fault) throw new DaytonaHttpError(Number(fault), `injected fault: ${fault}`);
     const session = sandbox.session(decodeURIComponent(m[1]!));
     cmd = session.get(decodeURIComponent(m[2]!));
     if (!cmd) throw daemonError(404, `command ${m[2]!} not found`, 'PROCESS_NOT_FOUND', { message: 'not found: command not found' });
@@ -267,16 +290,22 @@ export async function handleToolboxUpgrade(
   // An open log stream is an open request through the proxy: activity while it lasts.
   sandbox.trackRequest(socket);
   const found = cmd;
+  const split = splitsOutput(req.headers);
+  // The v0.190 daemon's follow may never end: its reader hands the log's end (io.EOF) to an unbuffered
+  // channel that two goroutines receive from, the socket writer and the loop that closes the socket
+  // (apps/daemon/pkg/session/log.go 53-120 with internal/util/log_reader.go); when the writer takes it,
+  // the socket stays open until the client leaves. Here it always stays open, the worst of the two.
+  const closesOnExit = app.behaviour.daemon !== 'v0.190';
   wss.handleUpgrade(req, socket, head, (ws) => {
     let closed = false;
     ws.on('close', () => (closed = true));
     ws.on('error', () => (closed = true));
     const send = (fd: StreamFd, data: Buffer): Promise<void> =>
-      new Promise((resolve) => ws.send(Buffer.concat([MARKERS[fd], data]), { binary: true }, () => resolve()));
+      new Promise((resolve) => ws.send(split ? Buffer.concat([MARKERS[fd], data]) : data, { binary: true }, () => resolve()));
     found
       .follow(send, () => closed)
       .then(() => {
-        if (!closed) ws.close(1000, 'command exited');
+        if (!closed && closesOnExit) ws.close(1000, 'command exited');
       })
       .catch(() => ws.close(1011, 'log stream failed'));
   });

@@ -1,0 +1,136 @@
+// Following each running job's logs from the Worker (no sandbox ever connects to us): one WebSocket per
+// attempt to the toolbox's `.../command/{cid}/logs?follow=true`, opened when a job starts and again when
+// a step finds its job still running without one (the object was evicted, the stream was lost).
+//
+// - The runners end every job with a line `multishot-exit:<job>:<try>:<code>` on stderr
+//   (src/agents/runner.agent.mjs, run-job.agent.sh): read here, it is the job's exit, recorded as a
+//   report would be and seen within the daemon's read loop (20 ms polls of the log file, daytonaio/
+//   daytona v0.190.0 apps/daemon/internal/util/log_reader.go), so the attempt goes on at once.
+// - The agent's stdout lines are its live transcript, numbered as the runner numbers them, so lines
+//   followed, lines reported and lines read back at the end are each recorded once.
+// - A stream's end says nothing for sure (the v0.190 daemon may never close it): a look at the command
+//   is due a moment later. A stream that keeps ending without the exit line is given up after a few
+//   tries; the poll carries that job.
+// An open outbound WebSocket keeps the object in memory (workerd #4864), so a follow lasts the job.
+import { LineNumberer, type LogFd } from "../sandbox/log-stream.ts";
+import type { LogStream } from "../sandbox/client.ts";
+import { describeSandboxError } from "../sandbox/errors.ts";
+import type { JobName } from "../vocabulary.ts";
+import { SESSION, type RunCore } from "./core.ts";
+import type { AttemptState } from "./state.ts";
+
+/** The runners' last line on stderr. */
+const EXIT_LINE = /^multishot-exit:([a-z]+):(\d+):(\d+)$/m;
+/** Lines longer than this are passed on as placeholders, as the runner does. */
+const MAX_LINE = 60 * 1024;
+/** Streams of one job that may end without its exit line before it is left to the poll. */
+const MAX_OPENS = 4;
+
+export interface FollowHost {
+  /** Lines of the agent's stdout (try `jobTry`), numbered from `first`. */
+  agentLines(round: number, attempt: number, jobTry: number, lines: string[], first: number): void;
+  /** A job's exit, read from its log. */
+  exited(round: number, attempt: number, job: JobName, jobTry: number, exitCode: number): void;
+  /** The stream ended without the exit line: the job is due a look. */
+  lost(round: number, attempt: number): void;
+}
+
+interface Follow {
+  cmdId: string;
+  stream: LogStream | null;
+  opens: number;
+  stopped: boolean;
+  /** The exit line was read: the stream's end that follows is no news. */
+  exited: boolean;
+}
+
+export class LogFollower {
+  private readonly core: RunCore;
+  private readonly host: FollowHost;
+  /** By attempt (`round:number`): the command followed. */
+  private readonly follows = new Map<string, Follow>();
+
+  constructor(core: RunCore, host: FollowHost) {
+    this.core = core;
+    this.host = host;
+  }
+
+  /** Whether the attempt's current command is followed now. */
+  following(a: AttemptState): boolean {
+    const f = this.follows.get(key(a.round, a.number));
+    return !!f && f.cmdId === a.cmdId && f.stream !== null;
+  }
+
+  /**
+   * Follows the attempt's running command unless it is followed already (or was given up on). False when
+   * no stream could be opened: the poll carries the job.
+   */
+  async follow(a: AttemptState): Promise<boolean> {
+    const { sandboxId, cmdId, job } = a;
+    if (!sandboxId || !cmdId || !job) return false;
+    const k = key(a.round, a.number);
+    let f = this.follows.get(k);
+    if (f && f.cmdId !== cmdId) {
+      this.stop(a.round, a.number);
+      f = undefined;
+    }
+    if (f?.stream) return true;
+    if (f && f.opens >= MAX_OPENS) return false;
+    f ??= { cmdId, stream: null, opens: 0, stopped: false, exited: false };
+    this.follows.set(k, f);
+    f.opens++;
+    const follow = f;
+    const stderr = new LineNumberer(MAX_LINE, (lines) => {
+      for (const line of lines) {
+        const m = EXIT_LINE.exec(line.trim());
+        if (!m || m[1] !== job || Number(m[2]) !== a.jobTry || follow.stopped) continue;
+        follow.exited = true;
+        this.host.exited(a.round, a.number, job, a.jobTry, Number(m[3]));
+      }
+    });
+    const stdout = job === "agent" ? new LineNumberer(MAX_LINE, (lines, first) => this.host.agentLines(a.round, a.number, a.jobTry, lines, first)) : null;
+    const onData = (fd: LogFd, bytes: Uint8Array) => {
+      if (follow.stopped) return;
+      if (fd === 1) stdout?.push(bytes);
+      else stderr.push(bytes);
+    };
+    try {
+      follow.stream = await this.core.sandboxes.followLogs(sandboxId, SESSION, cmdId, onData);
+    } catch (err) {
+      if (follow.opens === 1) this.core.events.append(a.round, a.number, "job.follow_failed", { job, reason: describeSandboxError(err) });
+      return false;
+    }
+    if (follow.stopped) {
+      follow.stream.close();
+      return false;
+    }
+    void follow.stream.ended.then(() => {
+      if (follow.stopped) return;
+      stdout?.end();
+      stderr.end();
+      follow.stream = null;
+      // The exit line may have come with the end; if not, the job is looked at.
+      if (!follow.stopped && !follow.exited) this.host.lost(a.round, a.number);
+    });
+    return true;
+  }
+
+  /** Stops following an attempt (its job ended, it was cancelled or failed). */
+  stop(round: number, attempt: number): void {
+    const k = key(round, attempt);
+    const f = this.follows.get(k);
+    if (!f) return;
+    f.stopped = true;
+    f.stream?.close();
+    this.follows.delete(k);
+  }
+
+  /** How many streams are open (for the run's meter). */
+  get open(): number {
+    let n = 0;
+    for (const f of this.follows.values()) if (f.stream) n++;
+    return n;
+  }
+}
+
+const key = (round: number, attempt: number) => `${round}:${attempt}`;
