@@ -119,7 +119,7 @@ async function main() {
   const dir = mkdtempSync(join(tmpdir(), "multishot-api-bench-"));
   const script = join(dir, "report.lua");
   writeFileSync(script, REPORT_LUA);
-  const svc: Service = await startService();
+  const svc: Service = await startService({ LOCAL_SANDBOX_PROFILE: "lenient" });
   try {
     const res = await svc.api("/api/runs", { method: "POST", json: { prompt: "api bench", agent: "demo", attempts: 4 } });
     if (res.status !== 202) throw new Error(`POST /api/runs answered ${res.status}: ${await res.text()}`);

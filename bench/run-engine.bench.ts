@@ -51,7 +51,7 @@ async function floorTime(n: number): Promise<number> {
 }
 
 async function main() {
-  const svc = await startService({ LOCAL_SANDBOX_CREATE_LATENCY_MS: String(CREATE_LATENCY_MS) });
+  const svc = await startService({ LOCAL_SANDBOX_PROFILE: "lenient", LOCAL_SANDBOX_CREATE_LATENCY_MS: String(CREATE_LATENCY_MS) });
   let pushed: Completion;
   let p1: { floor: number; ratio: number };
   try {

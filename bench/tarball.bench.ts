@@ -90,7 +90,7 @@ async function raw(workspace: string): Promise<{ upMs: number; downMs: number }>
 }
 
 async function main() {
-  const svc = await startService({ POLL_INTERVAL_MS: "1000" });
+  const svc = await startService({ LOCAL_SANDBOX_PROFILE: "lenient", POLL_INTERVAL_MS: "1000" });
   try {
     const create = await svc.api("/api/runs", { method: "POST", json: { prompt: "base [add-only]", agent: "demo", attempts: 1 } });
     const { id } = (await create.json()) as { id: string };

@@ -16,7 +16,8 @@ export interface Harness {
 export function useLocalSandbox(opts: LocalSandboxServerOptions = {}): Harness {
   const h = {} as Harness;
   beforeAll(async () => {
-    h.server = await startLocalSandboxServer({ log: () => undefined, ...opts });
+    // Each behaviour is tested on its own here: the lenient base unless a file asks for a profile.
+    h.server = await startLocalSandboxServer({ log: () => undefined, profile: 'lenient', ...opts });
     // Polling mode is not needed (the server speaks socket.io); an explicit apiUrl as the contract says.
     h.daytona = new Daytona({ apiKey: 'any-key-works', apiUrl: h.server.apiUrl });
     h.admin = async <T>(path: string, init?: RequestInit): Promise<T> => {

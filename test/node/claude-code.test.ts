@@ -16,7 +16,8 @@ let service: Service;
 
 beforeAll(async () => {
   fake = await startFakeAnthropic({ port: 0 });
-  service = await startService({ ANTHROPIC_BASE_URL: fake.url, ANTHROPIC_API_KEY: ANTHROPIC_KEY });
+  // Open egress (Tier 3): the CLI reaches the fake model API through the credential gateway.
+  service = await startService({ LOCAL_SANDBOX_PROFILE: "lenient", ANTHROPIC_BASE_URL: fake.url, ANTHROPIC_API_KEY: ANTHROPIC_KEY });
 }, 120_000);
 afterAll(async () => {
   await service?.close();

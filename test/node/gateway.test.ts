@@ -15,7 +15,8 @@ let service: Service;
 
 beforeAll(async () => {
   fake = await startFakeAnthropic({ port: 0 });
-  service = await startService({ ANTHROPIC_API_KEY: REAL_KEY, ANTHROPIC_BASE_URL: fake.url, POLL_INTERVAL_MS: "1000" });
+  // Open egress (Tier 3): the gateway is used only when sandboxes reach the Worker.
+  service = await startService({ LOCAL_SANDBOX_PROFILE: "lenient", ANTHROPIC_API_KEY: REAL_KEY, ANTHROPIC_BASE_URL: fake.url, POLL_INTERVAL_MS: "1000" });
 });
 afterAll(async () => {
   await service?.close();

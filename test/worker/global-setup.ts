@@ -14,7 +14,9 @@ declare module "vitest" {
 }
 
 export default async function setup(project: TestProject) {
-  const server = await startLocalSandbox();
+  // As harsh as Daytona on Tier 1 (restricted egress, the v0.190 daemon, marking deletes, creates that
+  // answer `creating` first), its quotas aside: these files run many sandboxes, the quota has its own test.
+  const server = await startLocalSandbox(["--profile", "daytona", "--quota-cpu", "1000", "--quota-memory", "1000", "--quota-disk", "10000"]);
   project.provide("localSandboxUrl", server.url);
   project.provide("localSandboxApiUrl", server.apiUrl);
   // Every runner report is lost here: refused with 410, which the runners take as final (a refused

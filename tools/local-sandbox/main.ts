@@ -37,7 +37,7 @@ if (values.help) {
   process.stdout.write(
     [
       'usage: npm run local-sandbox -- --port <p> [--host <addr>] [--root <dir>] [--create-latency-ms <n>] [--minute-ms <n>]',
-      '  --profile daytona|lenient          every behaviour below at once (default: env LOCAL_SANDBOX_PROFILE, else lenient)',
+      '  --profile daytona|lenient          every behaviour below at once (default: env LOCAL_SANDBOX_PROFILE, else daytona)',
       '  --lifecycle daytona|lenient        409/400 state rules, delete marks, toolbox refused unless started',
       '  --create-pending-ms <n>            time in `creating` before `started`',
       '  --state-change-ms <n>              time in `starting` / `stopping`',

@@ -7,7 +7,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 export type Profile = 'daytona' | 'lenient';
 
 export interface BehaviourOptions {
-  /** the base set; default env LOCAL_SANDBOX_PROFILE or 'lenient' */
+  /** the base set; default env LOCAL_SANDBOX_PROFILE or 'daytona' */
   profile?: Profile;
   /** 'daytona': state changes take time and follow Daytona's rules (409 while one is in progress, 400
    * for an errored sandbox until recovered, delete only marks, toolbox refused unless started). */
@@ -180,7 +180,7 @@ function checkProfile(v: unknown): Profile {
 }
 
 function parseProfile(v: string | undefined): Profile {
-  if (v === undefined || v === '') return 'lenient';
+  if (v === undefined || v === '') return 'daytona';
   if (v === 'daytona' || v === 'lenient') return v;
   throw new Error(`LOCAL_SANDBOX_PROFILE must be "daytona" or "lenient", not "${v}"`);
 }

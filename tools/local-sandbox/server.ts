@@ -36,7 +36,7 @@ export type { FaultConfig } from './faults.ts';
 export type { Behaviour, BehaviourOptions, Profile } from './profile.ts';
 
 /**
- * `profile` ('lenient' by default, or env LOCAL_SANDBOX_PROFILE) picks every behaviour of
+ * `profile` ('daytona' by default, or env LOCAL_SANDBOX_PROFILE) picks every behaviour of
  * BehaviourOptions at once; each can be set on its own over it (see profile.ts and README.md).
  */
 export interface LocalSandboxServerOptions extends BehaviourOptions {
