@@ -88,7 +88,21 @@ export class LogFollower {
         this.host.exited(a.round, a.number, job, a.jobTry, Number(m[3]));
       }
     });
-    const stdout = job === "agent" ? new LineNumberer(MAX_LINE, (lines, first) => this.host.agentLines(a.round, a.number, a.jobTry, lines, first)) : null;
+    // The agent's stdout is stream-json, one object per line. A line that does not parse means the log's
+    // lines no longer match the runner's (a line broken in two on the way, as a session's line reader can
+    // do under a burst): the transcript is then left to the read-back from the sandbox's log at the exit,
+    // which numbers the lines as the runner kept them; lines handed on before it are consistent with it.
+    let linesBroken = false;
+    const stdout =
+      job === "agent"
+        ? new LineNumberer(MAX_LINE, (lines, first) => {
+            if (linesBroken) return;
+            const bad = lines.findIndex((l) => l !== "" && !parsesAsJson(l));
+            if (bad >= 0) linesBroken = true;
+            const good = bad >= 0 ? lines.slice(0, bad) : lines;
+            if (good.length) this.host.agentLines(a.round, a.number, a.jobTry, good, first);
+          })
+        : null;
     const onData = (fd: LogFd, bytes: Uint8Array) => {
       if (follow.stopped) return;
       if (fd === 1) stdout?.push(bytes);
@@ -134,3 +148,12 @@ export class LogFollower {
 }
 
 const key = (round: number, attempt: number) => `${round}:${attempt}`;
+
+function parsesAsJson(line: string): boolean {
+  try {
+    JSON.parse(line);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -184,9 +184,9 @@ describe('/admin/behaviour', () => {
     expect(back.body).toMatchObject({ profile: 'daytona', lifecycle: 'daytona', destroyDelayMs: 200 });
   });
 
-  it('picks the profile from LOCAL_SANDBOX_PROFILE, lenient when unset; options win over it', () => {
-    expect(resolveBehaviour({}, {})).toMatchObject({ profile: 'lenient', lifecycle: 'lenient', egress: 'open', quota: {} });
-    expect(resolveBehaviour({}, { LOCAL_SANDBOX_PROFILE: 'daytona' })).toMatchObject({ profile: 'daytona', egress: 'restricted' });
+  it('picks the profile from LOCAL_SANDBOX_PROFILE, daytona when unset; options win over it', () => {
+    expect(resolveBehaviour({}, {})).toMatchObject({ profile: 'daytona', lifecycle: 'daytona', egress: 'restricted', daemon: 'v0.190', quota: { cpu: 10, memory: 10, disk: 30 } });
+    expect(resolveBehaviour({}, { LOCAL_SANDBOX_PROFILE: 'lenient' })).toMatchObject({ profile: 'lenient', lifecycle: 'lenient', egress: 'open', quota: {} });
     expect(resolveBehaviour({ egress: 'open', quotaCpu: 4 }, { LOCAL_SANDBOX_PROFILE: 'daytona' })).toMatchObject({
       egress: 'open',
       quota: { cpu: 4, memory: 10, disk: 30 },
