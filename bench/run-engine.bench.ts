@@ -100,7 +100,7 @@ async function main() {
     const idleFollowed = await callsPerIdleAttemptHour(restricted);
     console.log(`P3 restricted, followed: ${idleFollowed.toFixed(0)} Daytona calls per idle attempt-hour`);
 
-    await refuseLogStreams(restricted, true);
+    await refuseLogStreams(restricted);
     const samples = REPS * 4;
     const slowFor = (k: number) => Math.round((((k + 0.5) / samples) * POLL_MS) / DEMO_SLEEPS);
     pollOnly = await completion(restricted, REPS, (rep) => ({
@@ -132,11 +132,13 @@ async function main() {
   console.log(`P3 Daytona calls per idle attempt-hour: followed ${calls.followed.toFixed(0)}, poll only ${calls.pollOnly.toFixed(0)} (followed ÷ poll only ${(calls.followed / calls.pollOnly).toFixed(2)})`);
 }
 
-/** Makes the restricted service's sandbox server refuse (or again allow) every log stream. */
-async function refuseLogStreams(svc: Service, refuse: boolean): Promise<void> {
-  const res = await fetch(`${svc.localSandboxUrl}/admin/faults`, refuse
-    ? { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ toolboxFailures: { count: 1_000_000, mode: "502", match: "/logs$" } }) }
-    : { method: "DELETE" });
+/** Makes the restricted service's sandbox server refuse every log stream from now on. */
+async function refuseLogStreams(svc: Service): Promise<void> {
+  const res = await fetch(`${svc.localSandboxUrl}/admin/faults`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ toolboxFailures: { count: 1_000_000, mode: "502", match: "/logs$" } }),
+  });
   if (!res.ok) throw new Error(`faults: ${res.status}`);
 }
 

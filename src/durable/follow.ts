@@ -118,13 +118,17 @@ export class LogFollower {
       follow.stream.close();
       return false;
     }
-    void follow.stream.ended.then(() => {
+    void follow.stream.ended.then((how) => {
       if (follow.stopped) return;
-      stdout?.end();
-      stderr.end();
+      // Closed by the daemon, every byte was sent: a last line without its newline is whole. A lost
+      // stream's unfinished line is not (the stream opened again replays it).
+      if (how === "closed") {
+        stdout?.end();
+        stderr.end();
+      }
       follow.stream = null;
       // The exit line may have come with the end; if not, the job is looked at.
-      if (!follow.stopped && !follow.exited) this.host.lost(a.round, a.number);
+      if (!follow.exited) this.host.lost(a.round, a.number);
     });
     return true;
   }

@@ -145,8 +145,9 @@ export class Sandboxes {
     const sandbox = await this.get(id);
     const base = sandbox.toolboxProxyUrl.replace(/\/$/, "");
     let res: Response;
+    // A signal that stays unfired once the answer is here (AbortSignal.timeout would cut the stream).
     const abort = new AbortController();
-    const timer = setTimeout(() => abort.abort(new Error("no answer in time")), answerWithinMs ?? TRANSFER_TIMEOUT_MS);
+    const timer = answerWithinMs ? setTimeout(() => abort.abort(new Error("no answer in time")), answerWithinMs) : undefined;
     try {
       res = await fetch(`${base}/${id}${path}`, {
         ...init,

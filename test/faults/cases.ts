@@ -13,6 +13,7 @@ import {
   faultsLeft,
   healD1,
   killSandbox,
+  noFollow,
   readRun,
   runEvents,
   sandboxAdmin,
@@ -113,7 +114,7 @@ export const pushLost: FaultCase = {
   pushLost: true,
   request: (phase, i) => ({ prompt: prompt("push-lost", i), attempts: phase === "cases" ? 2 : 4 }),
   async arm(ctx) {
-    await setFaults({ scoped: { [`nofollow-${ctx.account.id}`]: { labels: scope(ctx), toolboxFailures: { count: 100_000, mode: "reset", match: "/logs$" } } } });
+    await setFaults({ scoped: noFollow(ctx.account.id) });
   },
   async disarm(ctx) {
     await setFaults({ scoped: { [`nofollow-${ctx.account.id}`]: null } });

@@ -125,6 +125,14 @@ export async function sandboxAdmin(): Promise<AdminView> {
 
 export const everySandbox = (v: AdminView): AdminSandbox[] => [...v.sandboxes, ...v.deletedSandboxes];
 
+/**
+ * A scoped fault set (for `setFaults({scoped})`) that resets every log stream of one account's sandboxes
+ * as it opens: no exit line or transcript can be followed, only polls (and reports) carry its jobs.
+ */
+export const noFollow = (accountId: string) => ({
+  [`nofollow-${accountId}`]: { labels: { "multishot-account": accountId }, toolboxFailures: { count: 100_000, mode: "reset", match: "/logs$" } },
+});
+
 export async function setFaults(faults: unknown): Promise<void> {
   const res = await fetch(`${env.LOCAL_SANDBOX_URL}/admin/faults`, {
     method: "POST",

@@ -1,11 +1,9 @@
 // Faults the engine did not survive until this suite found them; each test states the right behaviour,
 // and failed before its fix (the notes say where the fix is).
 import { afterEach, describe, expect, it } from "vitest";
-import { type Pump, api, attemptsOf, createAccount, faultsLeft, everySandbox, runEvents, runOfPath, sandboxAdmin, setFaults, sleep, startPump, startRun, watch } from "./harness.ts";
+import { type Pump, api, attemptsOf, createAccount, faultsLeft, everySandbox, noFollow, runEvents, runOfPath, sandboxAdmin, setFaults, sleep, startPump, startRun, watch } from "./harness.ts";
 
 const POLL = "^/process/session/[^/]+/command/[^/]+$";
-/** Every log stream of the account's sandboxes reset as it opens: only polls can see an exit. */
-const noFollow = (accountId: string) => ({ [`nofollow-${accountId}`]: { labels: { "multishot-account": accountId }, toolboxFailures: { count: 100_000, mode: "reset", match: "/logs$" } } });
 
 describe("regressions found by the fault suite", () => {
   // A pump belongs to the test that started it (its I/O context): each test stops its own.
