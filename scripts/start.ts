@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { startLocalSandboxServer } from "../tools/local-sandbox/server.ts";
@@ -26,23 +27,48 @@ function run(cmd: string, args: string[]): Promise<void> {
   });
 }
 
-async function waitForHealth(url: string, timeoutMs: number): Promise<void> {
+const portTakenMessage = (why: string) =>
+  `port ${port} on 127.0.0.1 is already in use (${why}): stop what holds it (an earlier npm start?) or set PORT to another port`;
+
+/** Refuses a taken port before anything starts: wrangler would print its error and carry on. */
+function checkPortFree(): Promise<void> {
+  return new Promise((ok, fail) => {
+    const probe = createServer();
+    probe.once("error", (err: NodeJS.ErrnoException) =>
+      fail(new Error(err.code === "EADDRINUSE" ? portTakenMessage("something listens there") : `port ${port}: ${err.message}`)),
+    );
+    probe.listen(port, "127.0.0.1", () => probe.close(() => ok()));
+  });
+}
+
+/**
+ * Waits until the Worker this start launched answers: its /health must echo `bootId`. Any other answer
+ * that looks served (a 2xx without it) means another server took the port after the check above.
+ */
+async function waitForHealth(url: string, bootId: string, timeoutMs: number): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (Date.now() < until) {
     try {
       const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) });
-      if (res.ok) return;
-    } catch {}
+      const body = (await res.json().catch(() => null)) as { boot?: string } | null;
+      if (res.ok && body?.boot === bootId) return;
+      if (res.ok) throw new Error(portTakenMessage("another server answers there"));
+    } catch (err) {
+      if (err instanceof Error && err.message.startsWith(`port ${port}`)) throw err;
+    }
     await new Promise((r) => setTimeout(r, 200));
   }
   throw new Error(`the Worker did not answer ${url}/health within ${timeoutMs / 1000} s`);
 }
 
 async function main() {
+  await checkPortFree();
+  const bootId = randomBytes(12).toString("hex");
   const publicUrl = process.env.PUBLIC_URL ?? `http://127.0.0.1:${port}`;
   const config: Record<string, string> = {};
   for (const key of PASSED_THROUGH) if (process.env[key]) config[key] = process.env[key]!;
   config.PUBLIC_URL = publicUrl;
+  config.MULTISHOT_BOOT_ID = bootId;
 
   let closeSandboxServer = async () => {};
   if (local) {
@@ -110,7 +136,7 @@ async function main() {
   });
 
   const url = `http://127.0.0.1:${port}`;
-  await waitForHealth(url, 60_000);
+  await waitForHealth(url, bootId, 60_000);
   startLocalCron(url);
   console.log(`multishot ready at ${url}`);
   if (!local) {

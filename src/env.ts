@@ -24,6 +24,8 @@ export interface Env extends WorkerBindings {
   ADMIN_TOKEN?: string;
   /** Local mode only: a valid API key of the local account. */
   MULTISHOT_DEV_API_KEY?: string;
+  /** Set by `npm start` for each start: /health echoes it, so start-up knows the Worker answering is its own. */
+  MULTISHOT_BOOT_ID?: string;
   /** Secret. Given to claude-code attempts (API-key mode). */
   ANTHROPIC_API_KEY?: string;
   /** Secret. OAuth-token mode for claude-code: passed to the agent process in its sandbox. */
