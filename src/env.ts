@@ -37,6 +37,10 @@ export interface Env extends WorkerBindings {
    * such an attempt at once with the reason; `direct` hands the key to the agent process itself.
    */
   AGENT_CREDENTIALS?: string;
+  /** The gateway budget (USD) of a run that sets no `limits.budgetUsd`, unless its account has its own. Default 10. */
+  DEFAULT_RUN_BUDGET_USD?: string;
+  /** What an account's runs may spend on gateway model calls per calendar month (USD), unless it has its own. Default 100. */
+  ACCOUNT_MONTHLY_BUDGET_USD?: string;
 
   /** Secret. Verifies Slack's requests to /slack/commands and /slack/interactions (the app's Signing Secret). */
   SLACK_SIGNING_SECRET?: string;

@@ -1,6 +1,7 @@
 // Model usage as the credential gateway reads it from Messages API answers, and what it costs.
 // Prices are USD per million tokens (input, output); cache reads cost a tenth of input, cache writes
-// a quarter more. A model the table does not know is priced as Sonnet.
+// a quarter more; a web search (a server tool) costs $10 per 1,000 (Anthropic's pricing page; web fetch
+// costs only its tokens). A model the table does not know is priced as Sonnet.
 
 export interface LlmUsage {
   calls: number;
@@ -8,10 +9,15 @@ export interface LlmUsage {
   outputTokens: number;
   cacheReadTokens: number;
   cacheWriteTokens: number;
+  /** Server-side web searches the model ran (absent in usage recorded before they were priced). */
+  webSearches?: number;
   costUsd: number;
 }
 
-export const NO_USAGE: LlmUsage = { calls: 0, inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0, costUsd: 0 };
+export const NO_USAGE: LlmUsage = { calls: 0, inputTokens: 0, outputTokens: 0, cacheReadTokens: 0, cacheWriteTokens: 0, webSearches: 0, costUsd: 0 };
+
+/** USD per server-side web search. */
+export const WEB_SEARCH_USD = 0.01;
 
 const PRICES: [RegExp, number, number][] = [
   [/opus-4-(5|6|7)/, 5, 25],
@@ -33,23 +39,82 @@ export interface CallUsage {
   output_tokens?: number;
   cache_read_input_tokens?: number;
   cache_creation_input_tokens?: number;
+  server_tool_use?: { web_search_requests?: number };
 }
 
-export function addUsage(total: LlmUsage, call: CallUsage): LlmUsage {
+/** What one call's usage costs, in USD. */
+export function callCost(call: CallUsage): number {
   const p = priceOf(call.model);
   const input = call.input_tokens ?? 0;
   const output = call.output_tokens ?? 0;
   const read = call.cache_read_input_tokens ?? 0;
   const write = call.cache_creation_input_tokens ?? 0;
-  const cost = (input * p.input + output * p.output + read * p.input * 0.1 + write * p.input * 1.25) / 1_000_000;
+  const searches = call.server_tool_use?.web_search_requests ?? 0;
+  return (input * p.input + output * p.output + read * p.input * 0.1 + write * p.input * 1.25) / 1_000_000 + searches * WEB_SEARCH_USD;
+}
+
+/** Adds a call's usage to a total; `newCall` false adds to a call counted already (its input came first). */
+export function addUsage(total: LlmUsage, call: CallUsage, newCall = true): LlmUsage {
   return {
-    calls: total.calls + 1,
-    inputTokens: total.inputTokens + input,
-    outputTokens: total.outputTokens + output,
-    cacheReadTokens: total.cacheReadTokens + read,
-    cacheWriteTokens: total.cacheWriteTokens + write,
-    costUsd: Number((total.costUsd + cost).toFixed(6)),
+    calls: total.calls + (newCall ? 1 : 0),
+    inputTokens: total.inputTokens + (call.input_tokens ?? 0),
+    outputTokens: total.outputTokens + (call.output_tokens ?? 0),
+    cacheReadTokens: total.cacheReadTokens + (call.cache_read_input_tokens ?? 0),
+    cacheWriteTokens: total.cacheWriteTokens + (call.cache_creation_input_tokens ?? 0),
+    webSearches: (total.webSearches ?? 0) + (call.server_tool_use?.web_search_requests ?? 0),
+    costUsd: Number((total.costUsd + callCost(call)).toFixed(6)),
   };
+}
+
+/** What `now` adds to `before` (the same call read later: counts only grow). */
+export function usageSince(now: CallUsage, before: CallUsage | null): CallUsage {
+  const d = (k: "input_tokens" | "output_tokens" | "cache_read_input_tokens" | "cache_creation_input_tokens") =>
+    Math.max(0, (now[k] ?? 0) - (before?.[k] ?? 0));
+  const searches = Math.max(0, (now.server_tool_use?.web_search_requests ?? 0) - (before?.server_tool_use?.web_search_requests ?? 0));
+  return {
+    model: now.model ?? before?.model ?? null,
+    input_tokens: d("input_tokens"),
+    output_tokens: d("output_tokens"),
+    cache_read_input_tokens: d("cache_read_input_tokens"),
+    cache_creation_input_tokens: d("cache_creation_input_tokens"),
+    ...(searches ? { server_tool_use: { web_search_requests: searches } } : {}),
+  };
+}
+
+/** Base64 payloads (images, PDFs) in a request: they cost far fewer tokens than their length. */
+const BASE64_BLOB = /"data"\s*:\s*"[A-Za-z0-9+/=]{512,}"/g;
+/** Anthropic's own rule of thumb for an image: about 1,600 tokens at most sizes it accepts unscaled. */
+const TOKENS_PER_BLOB = 1_600;
+/** Web searches reserved for a request whose web_search tool sets no max_uses. */
+const SEARCHES_WITHOUT_LIMIT = 5;
+
+/**
+ * What a Messages API request may cost at most, before it is sent: its input estimated from its size
+ * (about 3 bytes a token: more tokens than real text has, so it errs high), all of `max_tokens` as output,
+ * and the web searches it allows. The gateway reserves this against the budgets and settles it after.
+ */
+export function estimateRequestCost(bodyText: string): { model: string | null; usd: number } {
+  let body: { model?: unknown; max_tokens?: unknown; tools?: unknown } = {};
+  try {
+    body = JSON.parse(bodyText) as typeof body;
+  } catch {
+    // Not JSON: the Messages API refuses it; the size still bounds it.
+  }
+  const model = typeof body.model === "string" ? body.model : null;
+  let blobs = 0;
+  const text = bodyText.replace(BASE64_BLOB, () => {
+    blobs++;
+    return "";
+  });
+  const input = Math.ceil(text.length / 3) + blobs * TOKENS_PER_BLOB;
+  const output = typeof body.max_tokens === "number" && body.max_tokens > 0 ? body.max_tokens : 4096;
+  let searches = 0;
+  if (Array.isArray(body.tools)) {
+    for (const t of body.tools as { type?: unknown; max_uses?: unknown }[]) {
+      if (typeof t?.type === "string" && t.type.startsWith("web_search")) searches += typeof t.max_uses === "number" ? t.max_uses : SEARCHES_WITHOUT_LIMIT;
+    }
+  }
+  return { model, usd: callCost({ model, input_tokens: input, output_tokens: output, server_tool_use: { web_search_requests: searches } }) };
 }
 
 /**
@@ -62,6 +127,9 @@ export class UsageReader {
   private readonly sse: boolean;
   readonly usage: CallUsage = { model: null };
   private seen = false;
+
+  /** Called once, with the input part of the usage, when a stream's message_start arrives. */
+  onStart: ((usage: CallUsage) => void) | null = null;
 
   constructor(contentType: string) {
     this.sse = contentType.includes("text/event-stream");
@@ -85,7 +153,7 @@ export class UsageReader {
     if (this.sse) this.line(this.buffer.trim());
     else {
       try {
-        const msg = JSON.parse(this.buffer) as { type?: string; model?: string; usage?: Record<string, number> };
+        const msg = JSON.parse(this.buffer) as { type?: string; model?: string; usage?: Record<string, unknown> };
         if (msg.type === "message" && msg.usage) this.take(msg.model ?? null, msg.usage);
       } catch {
         // Not a message.
@@ -96,22 +164,28 @@ export class UsageReader {
 
   private line(line: string): void {
     if (!line.startsWith("data:")) return;
-    let data: { type?: string; message?: { model?: string; usage?: Record<string, number> }; usage?: Record<string, number> };
+    let data: { type?: string; message?: { model?: string; usage?: Record<string, unknown> }; usage?: Record<string, unknown> };
     try {
       data = JSON.parse(line.slice(5));
     } catch {
       return;
     }
-    if (data.type === "message_start" && data.message) this.take(data.message.model ?? null, data.message.usage ?? {});
-    else if (data.type === "message_delta" && data.usage) this.take(this.usage.model, data.usage);
+    if (data.type === "message_start" && data.message) {
+      this.take(data.message.model ?? null, data.message.usage ?? {});
+      // Its output count is a placeholder (1); the input is what it is.
+      const { output_tokens: _placeholder, ...input } = this.usage;
+      this.onStart?.({ ...input });
+    } else if (data.type === "message_delta" && data.usage) this.take(this.usage.model, data.usage);
   }
 
-  private take(model: string | null, u: Record<string, number>): void {
+  private take(model: string | null, u: Record<string, unknown>): void {
     this.seen = true;
     this.usage.model = model;
     // message_delta's counts are cumulative: the latest figure of each kind wins.
     for (const k of ["input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"] as const) {
       if (typeof u[k] === "number") this.usage[k] = u[k];
     }
+    const tools = u.server_tool_use as { web_search_requests?: unknown } | undefined;
+    if (typeof tools?.web_search_requests === "number") this.usage.server_tool_use = { web_search_requests: tools.web_search_requests };
   }
 }

@@ -92,3 +92,26 @@ export async function mirroredAttempts(d: Db, runId: string, round: number): Pro
 export async function releaseReservations(d: Db, id: string, keep: boolean, liveSince: number): Promise<void> {
   await d.run(sql`DELETE FROM ${lr} WHERE (${lr.id} = ${id} AND ${keep ? 0 : 1}) OR ${lr.createdAt} <= ${liveSince}`);
 }
+
+/**
+ * What the credential gateway's budgets need from D1: the account's own budgets (null: the defaults)
+ * and what its runs made this month have spent, leaving out `exceptRunId` (whose object knows its own
+ * cost better than its mirror does).
+ */
+export async function gatewaySpend(
+  d: Db,
+  q: { accountId: string; monthStart: number; exceptRunId?: string },
+): Promise<{ runBudgetUsd: number | null; monthlyBudgetUsd: number | null; monthSpentUsd: number }> {
+  const row = await d.get<{ rb: number | null; mb: number | null; spent: number | null }>(
+    sql`SELECT (SELECT ${accounts.runBudgetUsd} FROM ${accounts} WHERE ${accounts.id} = ${q.accountId}) AS rb,
+      (SELECT ${accounts.monthlyBudgetUsd} FROM ${accounts} WHERE ${accounts.id} = ${q.accountId}) AS mb,
+      (SELECT coalesce(sum(${attempts.costUsd}), 0) FROM ${attempts} JOIN ${runs} ON ${runs.id} = ${attempts.runId}
+        WHERE ${runs.accountId} = ${q.accountId} AND ${runs.createdAt} >= ${q.monthStart}
+          AND ${runs.id} != ${q.exceptRunId ?? ""}) AS spent`,
+  );
+  return {
+    runBudgetUsd: row?.rb === null || row?.rb === undefined ? null : Number(row.rb),
+    monthlyBudgetUsd: row?.mb === null || row?.mb === undefined ? null : Number(row.mb),
+    monthSpentUsd: Number(row?.spent ?? 0),
+  };
+}

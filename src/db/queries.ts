@@ -224,6 +224,7 @@ export async function mirrorRunState(
       diffStats: a.diffStats,
       verify: a.verify,
       timestamps: a.timestamps,
+      costUsd: a.usage?.costUsd ?? 0,
       updatedAt: a.updatedAt,
     };
     statements.push(

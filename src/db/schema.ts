@@ -3,7 +3,7 @@
 // so that listing, pages and other surfaces can read without waking the object.
 // Migrations are generated from this file (`npm run db:generate`) and never edited by hand.
 import { sql } from "drizzle-orm";
-import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 import { ATTEMPT_STATUSES, ROUND_STATUSES, RUN_STATUSES, WINNER_STATUSES } from "../vocabulary.ts";
 
 const createdAt = () =>
@@ -19,6 +19,10 @@ export const accounts = sqliteTable("accounts", {
   maxConcurrentAttempts: integer("max_concurrent_attempts").notNull().default(8),
   /** Runs the account may start in any hour. */
   runsPerHour: integer("runs_per_hour").notNull().default(60),
+  /** The model budget of a run that sets none (USD, gateway calls); null: DEFAULT_RUN_BUDGET_USD. */
+  runBudgetUsd: real("run_budget_usd"),
+  /** What the account's runs may spend on gateway model calls in a calendar month (UTC); null: ACCOUNT_MONTHLY_BUDGET_USD. */
+  monthlyBudgetUsd: real("monthly_budget_usd"),
 });
 
 /** API keys are stored as SHA-256 hashes; `prefix` is the short visible part used to find a key. */
@@ -127,6 +131,8 @@ export const attempts = sqliteTable(
     verify: text("verify", { mode: "json" }),
     /** Milliseconds since epoch at which each phase began, keyed by status. */
     timestamps: text("timestamps", { mode: "json" }),
+    /** What the attempt's gateway model calls cost (USD): the account's monthly spend is the sum. */
+    costUsd: real("cost_usd").notNull().default(0),
     updatedAt: integer("updated_at", { mode: "number" }).notNull(),
   },
   (t) => [primaryKey({ columns: [t.runId, t.round, t.number] })],

@@ -23,7 +23,7 @@ export interface IngestReport {
 }
 
 /** A refusal a route turns into an HTTP error; RPC results carry it as data, not as a thrown error. */
-export type RefusalStatus = 400 | 402 | 403 | 404 | 409 | 410;
+export type RefusalStatus = 400 | 402 | 403 | 404 | 409 | 410 | 429;
 export type Refusal = { error: { status: RefusalStatus; code: string; message: string } };
 export type Outcome<T> = { ok: T } | Refusal;
 

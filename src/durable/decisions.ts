@@ -112,6 +112,13 @@ export function budgetSpent(budgetUsd: number | undefined, costsUsd: readonly (n
   return spent >= budgetUsd ? `budget: the run's model calls cost $${spent.toFixed(4)} of its $${budgetUsd} budget` : null;
 }
 
+/** Why an account may spend no more this month, or null while it may. */
+export function monthlyBudgetSpent(monthlyBudgetUsd: number, spentUsd: number): string | null {
+  return spentUsd >= monthlyBudgetUsd
+    ? `budget: this account's runs made this month have spent $${spentUsd.toFixed(4)} of its $${monthlyBudgetUsd} monthly budget`
+    : null;
+}
+
 /** `git diff --numstat` lines: "<added>\t<deleted>\t<path>", with "-" for binary files. */
 export function parseNumstat(text: string): DiffStats {
   let files = 0;

@@ -79,6 +79,13 @@ const MIGRATIONS: readonly string[] = [
   ALTER TABLE attempts ADD COLUMN delete_pending INTEGER NOT NULL DEFAULT 0;
   ALTER TABLE attempts ADD COLUMN reaches_worker INTEGER;
   `,
+  // 4 (budget.ts): the gateway's open reservations: each model call in flight holds its most possible
+  // cost against the budgets until its usage is read; `counted` is the part of its usage recorded so far.
+  `
+  CREATE TABLE IF NOT EXISTS llm_reservations (
+    id TEXT PRIMARY KEY, round INTEGER NOT NULL, attempt INTEGER NOT NULL, usd REAL NOT NULL,
+    counted TEXT, at INTEGER NOT NULL);
+  `,
 ];
 
 /** The schema version an object is at once `migrate` has run. */

@@ -118,7 +118,7 @@ export class RunCoordinator extends DurableObject<Env> {
       cleanup,
     });
     const endAttempt = this.attempts.finish.bind(this.attempts);
-    this.budget = new Budget(core, { endAttempt });
+    this.budget = new Budget(core, sql, { endAttempt });
     this.winner = new WinnerTransfer(core, { sql, ingest: this.ingestion, cleanup, background: (p) => ctx.waitUntil(p) });
     this.rounds = new Rounds(core, {
       endAttempt,
@@ -192,17 +192,20 @@ export class RunCoordinator extends DurableObject<Env> {
     return { ok: results };
   }
 
-  /** May the attempt's agent make a model call now? */
-  async llmGate(round: number, n: number): Promise<Outcome<true>> {
-    const outcome = this.budget.gate(round, n);
+  /**
+   * May the attempt's agent make a model call now? `reserveUsd` is the most it may cost (null: a free
+   * call); the answer names the reservation the gateway settles with `meterCall`.
+   */
+  async llmGate(round: number, n: number, reserveUsd: number | null): Promise<Outcome<{ reservation: string | null }>> {
+    const outcome = await this.budget.gate(round, n, reserveUsd);
     // A spent budget ended the attempts still working.
     if ("error" in outcome && outcome.error.status === 402) await this.afterChange();
     return outcome;
   }
 
-  /** Adds one model call's usage to the attempt. */
-  async recordUsage(round: number, n: number, call: CallUsage): Promise<void> {
-    this.budget.record(round, n, call);
+  /** A model call's usage, read so far (its input, at the stream's start) or to its end (`final`). */
+  async meterCall(round: number, n: number, reservation: string | null, usage: CallUsage | null, final: boolean): Promise<void> {
+    this.budget.meter(round, n, reservation, usage, final);
     this.live.scheduleViewPush();
     await this.afterChange();
   }

@@ -8,6 +8,7 @@ import { eq } from "drizzle-orm";
 import { accounts as accountsTable } from "../db/schema.ts";
 import { ApiError, notFound } from "../errors.ts";
 import { accountUsage } from "../limits.ts";
+import { accountSpend, monthStart } from "../spend.ts";
 import { SCOPES, makeKey, parseScopes } from "../keys.ts";
 import type { AppEnv } from "./app-types.ts";
 import { requireApiKey, requireScope } from "./auth.ts";
@@ -47,6 +48,10 @@ export const keys = new Hono<AppEnv>()
 export const accountLimitsSchema = z.strictObject({
   concurrentAttempts: z.number().int().min(1).max(10_000).optional(),
   runsPerHour: z.number().int().min(1).max(100_000).optional(),
+  /** The gateway budget of a run that sets none; null goes back to DEFAULT_RUN_BUDGET_USD. */
+  runBudgetUsd: z.number().min(0).max(100_000).nullable().optional(),
+  /** What the account's runs may spend on gateway model calls per calendar month (UTC); null: ACCOUNT_MONTHLY_BUDGET_USD. */
+  monthlyBudgetUsd: z.number().min(0).max(10_000_000).nullable().optional(),
 });
 export const accountCreateSchema = z.strictObject({ name: z.string().trim().min(1).max(100), limits: accountLimitsSchema.optional() });
 export const accountUpdateSchema = z.strictObject({ limits: accountLimitsSchema });
@@ -66,7 +71,7 @@ export const accounts = new Hono<AppEnv>()
     if (req.limits) await setAccountLimits(d, accountId, req.limits);
     const k = await makeKey();
     await insertKey(d, { id: k.id, accountId, name: "admin", prefix: k.prefix, hash: k.hash, scopes: SCOPES.join(" ") });
-    const { limits } = await accountUsage(c.env, accountId);
+    const limits = await limitsOf(c.env, accountId);
     return c.json({ account: { id: accountId, name: req.name, limits }, key: { id: k.id, key: k.key, prefix: k.prefix, scopes: [...SCOPES] } }, 201);
   })
 
@@ -75,8 +80,13 @@ export const accounts = new Hono<AppEnv>()
     if (c.get("operator")) throw new ApiError(403, "forbidden", "ADMIN_TOKEN belongs to no account");
     const accountId = c.get("accountId");
     const row = await db(c.env.DB).select({ name: accountsTable.name }).from(accountsTable).where(eq(accountsTable.id, accountId)).get();
-    const u = await accountUsage(c.env, accountId);
-    return c.json({ id: accountId, name: row?.name ?? "", limits: u.limits, usage: { activeAttempts: u.activeAttempts, runsLastHour: u.runsLastHour } });
+    const [u, spend] = await Promise.all([accountUsage(c.env, accountId), accountSpend(c.env, accountId)]);
+    return c.json({
+      id: accountId,
+      name: row?.name ?? "",
+      limits: { ...u.limits, runBudgetUsd: spend.runBudgetUsd, monthlyBudgetUsd: spend.monthlyBudgetUsd },
+      usage: { activeAttempts: u.activeAttempts, runsLastHour: u.runsLastHour, monthSpentUsd: spend.monthSpentUsd, monthStartedAt: new Date(monthStart()).toISOString() },
+    });
   })
 
   /** The operator sets an account's limits. */
@@ -87,13 +97,20 @@ export const accounts = new Hono<AppEnv>()
     const id = c.req.param("accountId");
     if (!(await d.select({ id: accountsTable.id }).from(accountsTable).where(eq(accountsTable.id, id)).get())) throw notFound("account");
     await setAccountLimits(d, id, req.limits);
-    return c.json({ id, limits: (await accountUsage(c.env, id)).limits });
+    return c.json({ id, limits: await limitsOf(c.env, id) });
   });
+
+async function limitsOf(env: AppEnv["Bindings"], accountId: string) {
+  const [u, spend] = await Promise.all([accountUsage(env, accountId), accountSpend(env, accountId)]);
+  return { ...u.limits, runBudgetUsd: spend.runBudgetUsd, monthlyBudgetUsd: spend.monthlyBudgetUsd };
+}
 
 async function setAccountLimits(d: ReturnType<typeof db>, id: string, limits: z.output<typeof accountLimitsSchema>): Promise<void> {
   const set = {
     ...(limits.concurrentAttempts !== undefined ? { maxConcurrentAttempts: limits.concurrentAttempts } : {}),
     ...(limits.runsPerHour !== undefined ? { runsPerHour: limits.runsPerHour } : {}),
+    ...(limits.runBudgetUsd !== undefined ? { runBudgetUsd: limits.runBudgetUsd } : {}),
+    ...(limits.monthlyBudgetUsd !== undefined ? { monthlyBudgetUsd: limits.monthlyBudgetUsd } : {}),
   };
   if (Object.keys(set).length) await d.update(accountsTable).set(set).where(eq(accountsTable.id, id));
 }

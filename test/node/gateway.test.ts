@@ -6,17 +6,40 @@ import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunView } from "../../src/durable/view.ts";
-import { startFakeAnthropic } from "../../tools/fake-anthropic/server.ts";
+import type { Env } from "../../src/env.ts";
+import { llmGatewayUrl } from "../../src/signed-urls.ts";
+import { defaultScript, startFakeAnthropic, type MessagesRequestBody } from "../../tools/fake-anthropic/server.ts";
 import { startService, type Service } from "../support/service.ts";
 
 const REAL_KEY = "test-gateway-key-0123456789abcdef";
+const SIGNING_SECRET = "gateway-test-signing-secret-0123456789";
+const ADMIN_TOKEN = "gateway-test-admin-token-0123456789";
 let fake: Awaited<ReturnType<typeof startFakeAnthropic>>;
 let service: Service;
 
+/** A request whose user text starts with `big:` is answered as a big, slow one: 100k input tokens, 40 output, in 2 s. */
+const userText = (body: MessagesRequestBody) => {
+  const first = body.messages?.[0]?.content;
+  return typeof first === "string" ? first : "";
+};
+
 beforeAll(async () => {
-  fake = await startFakeAnthropic({ port: 0 });
+  fake = await startFakeAnthropic({
+    port: 0,
+    script: (body, ctx) =>
+      userText(body).startsWith("big:")
+        ? { blocks: [{ type: "text", text: "a slow and expensive answer ".repeat(6) }], usage: { input_tokens: 100_000, output_tokens: 40 }, streamDelayMs: 200 }
+        : defaultScript(body, ctx),
+  });
   // Open egress (Tier 3): the gateway is used only when sandboxes reach the Worker.
-  service = await startService({ LOCAL_SANDBOX_PROFILE: "lenient", ANTHROPIC_API_KEY: REAL_KEY, ANTHROPIC_BASE_URL: fake.url, POLL_INTERVAL_MS: "1000" });
+  service = await startService({
+    LOCAL_SANDBOX_PROFILE: "lenient",
+    ANTHROPIC_API_KEY: REAL_KEY,
+    ANTHROPIC_BASE_URL: fake.url,
+    POLL_INTERVAL_MS: "1000",
+    MULTISHOT_SIGNING_SECRET: SIGNING_SECRET,
+    ADMIN_TOKEN,
+  });
 });
 afterAll(async () => {
   await service?.close();
@@ -51,6 +74,29 @@ function filesContaining(dir: string, needle: string): string[] {
   walk(dir);
   return hits;
 }
+
+/** Starts a run whose one attempt's agent waits forever, and gives its gateway URL once the agent runs. */
+async function hangingAttempt(limits: Record<string, unknown> = {}): Promise<{ runId: string; gateway: string }> {
+  const res = await service.api("/api/runs", { method: "POST", json: { agent: "demo", prompt: "wait [hang]", attempts: 1, limits } });
+  expect(res.status).toBe(202);
+  const { id } = (await res.json()) as { id: string };
+  await expect
+    .poll(async () => ((await (await service.api(`/api/runs/${id}`)).json()) as RunView).rounds[0]!.attempts[0]!.status, { timeout: 60_000 })
+    .toBe("running_agent");
+  const gateway = await llmGatewayUrl({ MULTISHOT_SIGNING_SECRET: SIGNING_SECRET, PUBLIC_URL: service.url } as Env, id, 1, 1);
+  return { runId: id, gateway };
+}
+
+/** One streamed Messages API call of the big kind: 300,000 bytes of prompt (about 100k tokens). */
+const bigCall = (gateway: string, signal?: AbortSignal) =>
+  fetch(`${gateway}/v1/messages`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-api-key": "multishot-gateway", "anthropic-version": "2023-06-01" },
+    body: JSON.stringify({ model: "claude-sonnet-4-5", max_tokens: 1000, stream: true, messages: [{ role: "user", content: `big:${"x".repeat(300_000)}` }] }),
+    ...(signal ? { signal } : {}),
+  });
+
+const attemptOf = async (runId: string) => ((await (await service.api(`/api/runs/${runId}`)).json()) as RunView).rounds[0]!.attempts[0]!;
 
 const messageCalls = () => fake.requests.filter((r) => r.path.startsWith("/v1/messages") && !r.path.includes("count_tokens"));
 
@@ -119,5 +165,86 @@ describe("the credential gateway", () => {
     const next = await service.api(`/api/runs/${run.id}/rounds`, { method: "POST", json: { prompt: "again" } });
     expect(next.status).toBe(409);
     expect(((await next.json()) as { error: { code: string; message: string } }).error).toMatchObject({ code: "budget_spent", message: expect.stringMatching(/^budget: .*: no new round$/) });
+  });
+
+  it("counts a call whose client hangs up mid-stream: its input at once, the rest read to the end", async () => {
+    const { runId, gateway } = await hangingAttempt({ budgetUsd: 5 });
+    const before = fake.requests.length;
+    for (let i = 0; i < 3; i++) {
+      const hangUp = new AbortController();
+      const res = await bigCall(gateway, hangUp.signal);
+      expect(res.status).toBe(200);
+      // The first events arrive; then the client goes away, as a killed agent would.
+      const reader = res.body!.getReader();
+      await reader.read();
+      hangUp.abort();
+    }
+    // Every call is counted whole: 100k input tokens and 40 output each, read off the upstream's
+    // answer by the gateway after the client had gone.
+    await expect.poll(async () => (await attemptOf(runId)).usage, { timeout: 20_000 }).toMatchObject({ calls: 3, inputTokens: 300_000, outputTokens: 120 });
+    const usage = (await attemptOf(runId)).usage!;
+    expect(usage.costUsd).toBeCloseTo(3 * (100_000 * 3 + 40 * 15) / 1_000_000, 6);
+    // The upstream finished each answer: the gateway kept reading it.
+    const calls = fake.requests.slice(before).filter((r) => r.path === "/v1/messages");
+    expect(calls.map((r) => r.completed)).toEqual([true, true, true]);
+    await service.api(`/api/runs/${runId}/cancel`, { method: "POST" });
+  });
+
+  it("lets parallel calls near the budget through one at a time, then refuses past it", async () => {
+    // $0.50: each big call may cost about $0.32 (its size, all of max_tokens) and costs $0.30.
+    const { runId, gateway } = await hangingAttempt({ budgetUsd: 0.5 });
+    const before = messageCalls().length;
+    const answers = await Promise.all([bigCall(gateway), bigCall(gateway), bigCall(gateway)]);
+    const statuses = answers.map((r) => r.status).sort();
+    expect(statuses).toEqual([200, 429, 429]);
+    for (const r of answers.filter((r) => r.status === 429)) {
+      expect(r.headers.get("retry-after")).toBe("2");
+      expect(((await r.json()) as { error: { type: string; message: string } }).error).toMatchObject({ type: "rate_limit_error", message: expect.stringContaining("near the budget") });
+    }
+    await Promise.all(answers.filter((r) => r.status === 200).map((r) => r.text()));
+    expect(messageCalls().length - before).toBe(1);
+    await expect.poll(async () => (await attemptOf(runId)).usage?.calls, { timeout: 10_000 }).toBe(1);
+
+    // Alone, the next call may go over what is left ($0.20); after it the run has spent its budget.
+    const second = await bigCall(gateway);
+    expect(second.status).toBe(200);
+    await second.text();
+    await expect.poll(async () => (await attemptOf(runId)).status, { timeout: 10_000 }).toBe("failed");
+    const a = await attemptOf(runId);
+    expect(a.error).toMatch(/^budget: the run's model calls cost \$0\.60\d\d of its \$0\.5 budget$/);
+    const third = await fetch(`${gateway}/v1/messages`, { method: "POST", body: "{}" });
+    expect(third.status).toBe(403);
+    expect(messageCalls().length - before).toBe(2);
+  });
+
+  it("has a default run budget and a monthly cap per account, shown in /api/accounts/me and enforced", async () => {
+    const me = async () =>
+      (await (await service.api("/api/accounts/me")).json()) as { id: string; limits: { runBudgetUsd: number; monthlyBudgetUsd: number }; usage: { monthSpentUsd: number } };
+    const account = await me();
+    expect(account.limits).toMatchObject({ runBudgetUsd: 10, monthlyBudgetUsd: 100 });
+    // The runs above spent at least $0.90 + $0.60 this month.
+    expect(account.usage.monthSpentUsd).toBeGreaterThan(1.5);
+    const patch = (limits: Record<string, unknown>) =>
+      fetch(`${service.url}/api/accounts/${account.id}`, {
+        method: "PATCH",
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
+        body: JSON.stringify({ limits }),
+      });
+
+    // A run that sets no budget gets the account's.
+    expect((await patch({ runBudgetUsd: 0.000001 })).status).toBe(200);
+    expect((await me()).limits.runBudgetUsd).toBe(0.000001);
+    const before = messageCalls().length;
+    const run = await finished({ prompt: "spend the default [llm:3]", attempts: 1 });
+    expect(run.rounds[0]!.attempts[0]!.error).toMatch(/^budget: the run's model calls cost \$\d+\.\d{4} of its \$0\.000001 budget$/);
+    expect(messageCalls().length - before).toBe(1);
+
+    // Past the month's cap no run of the account gets a call through.
+    expect((await patch({ runBudgetUsd: null, monthlyBudgetUsd: 1 })).status).toBe(200);
+    expect((await me()).limits).toMatchObject({ runBudgetUsd: 10, monthlyBudgetUsd: 1 });
+    const capped = await finished({ prompt: "spend the month [llm:1]", attempts: 1 });
+    expect(capped.rounds[0]!.attempts[0]!.error).toMatch(/^budget: this account's runs made this month have spent \$\d+\.\d{4} of its \$1 monthly budget$/);
+    expect(messageCalls().length - before).toBe(1);
+    expect((await patch({ monthlyBudgetUsd: null })).status).toBe(200);
   });
 });

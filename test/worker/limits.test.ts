@@ -80,10 +80,10 @@ describe("account limits", () => {
   it("lets only the operator change limits, and enforces a run's round limit", async () => {
     const key = await account({});
     const me = (await (await api("/api/accounts/me", { key })).json()) as { id: string; limits: Record<string, number> };
-    expect(me.limits).toEqual({ concurrentAttempts: 8, runsPerHour: 60 });
+    expect(me.limits).toEqual({ concurrentAttempts: 8, runsPerHour: 60, runBudgetUsd: 10, monthlyBudgetUsd: 100 });
     expect((await api(`/api/accounts/${me.id}`, { method: "PATCH", json: { limits: { runsPerHour: 1000 } }, key })).status).toBe(403);
     const patched = await api(`/api/accounts/${me.id}`, { method: "PATCH", json: { limits: { concurrentAttempts: 2 } }, key: ADMIN_TOKEN });
-    expect(((await patched.json()) as { limits: Record<string, number> }).limits).toEqual({ concurrentAttempts: 2, runsPerHour: 60 });
+    expect(((await patched.json()) as { limits: Record<string, number> }).limits).toEqual({ concurrentAttempts: 2, runsPerHour: 60, runBudgetUsd: 10, monthlyBudgetUsd: 100 });
     expect((await start(key, { prompt: "too wide", attempts: 3 })).status).toBe(429);
 
     const res = await start(key, { prompt: "one round only", attempts: 1, limits: { maxRounds: 1 } });

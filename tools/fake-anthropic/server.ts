@@ -26,7 +26,9 @@ export interface ScriptReply {
   /** default: `tool_use` if any block is a tool_use, else `end_turn` */
   stopReason?: StopReason;
   /** default: small numbers (input 12, output about a token per 4 characters, at least 1) */
-  usage?: { input_tokens?: number; output_tokens?: number };
+  usage?: { input_tokens?: number; output_tokens?: number; server_tool_use?: { web_search_requests: number } };
+  /** A streamed answer waits this long before each event after message_start (a slow model); default 0. */
+  streamDelayMs?: number;
 }
 
 /** Context the script gets beside the request body. */
@@ -62,6 +64,8 @@ export interface RecordedRequest {
   body: unknown;
   /** HTTP status the fake answered with */
   status?: number;
+  /** A streamed answer: whether every event was written before the client went away */
+  completed?: boolean;
 }
 
 export interface FakeAnthropicOptions {
@@ -210,7 +214,13 @@ export async function startFakeAnthropic(opts: FakeAnthropicOptions = {}): Promi
     const outputChars = reply.blocks.reduce((n, b) => n + (b.type === 'text' ? b.text.length : JSON.stringify(b.input).length), 0);
     const inputTokens = reply.usage?.input_tokens ?? 12;
     const outputTokens = reply.usage?.output_tokens ?? Math.max(1, Math.ceil(outputChars / 4));
-    const usage = { input_tokens: inputTokens, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: outputTokens };
+    const usage = {
+      input_tokens: inputTokens,
+      cache_creation_input_tokens: 0,
+      cache_read_input_tokens: 0,
+      output_tokens: outputTokens,
+      ...(reply.usage?.server_tool_use ? { server_tool_use: reply.usage.server_tool_use } : {}),
+    };
     const id = nextId('msg');
     log?.(`messages #${call} stream=${request.stream === true} -> ${content.map((b) => b.type).join(',')} (${stopReason})`);
 
@@ -226,8 +236,9 @@ export async function startFakeAnthropic(opts: FakeAnthropicOptions = {}): Promi
       connection: 'keep-alive',
       'request-id': nextId('req'),
     });
+    const events: string[] = [];
     const event = (type: string, data: Record<string, unknown>): void => {
-      res.write(`event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`);
+      events.push(`event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`);
     };
     event('message_start', {
       message: {
@@ -256,6 +267,15 @@ export async function startFakeAnthropic(opts: FakeAnthropicOptions = {}): Promi
     });
     event('message_delta', { delta: { stop_reason: stopReason, stop_sequence: null }, usage });
     event('message_stop', {});
+    const delay = reply.streamDelayMs ?? 0;
+    let gone = false;
+    res.on('close', () => (gone = true));
+    for (const [i, e] of events.entries()) {
+      if (gone) break;
+      if (i > 0 && delay > 0) await new Promise((r) => setTimeout(r, delay));
+      res.write(e);
+    }
+    rec.completed = !gone;
     res.end();
   };
 
