@@ -30,6 +30,8 @@ export interface Env extends WorkerBindings {
   ANTHROPIC_API_KEY?: string;
   /** Secret. OAuth-token mode for claude-code: passed to the agent process in its sandbox. */
   CLAUDE_CODE_OAUTH_TOKEN?: string;
+  /** `1`: the operator shares CLAUDE_CODE_OAUTH_TOKEN among more than one account knowingly (refused otherwise). */
+  CLAUDE_CODE_OAUTH_SHARED?: string;
   /** Optional: where claude-code attempts send model calls (a gateway or a local fake). */
   ANTHROPIC_BASE_URL?: string;
   /**

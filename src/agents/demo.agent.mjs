@@ -116,7 +116,12 @@ for (let i = 1; i <= llmCalls; i++) {
   }
   const res = await fetch(`${base.replace(/\/$/, "")}/v1/messages`, {
     method: "POST",
-    headers: { "content-type": "application/json", "x-api-key": process.env.ANTHROPIC_API_KEY ?? "", "anthropic-version": "2023-06-01" },
+    // As claude-code does: an OAuth token goes as a bearer token, an API key (the gateway's placeholder) as x-api-key.
+    headers: {
+      "content-type": "application/json",
+      "anthropic-version": "2023-06-01",
+      ...(process.env.CLAUDE_CODE_OAUTH_TOKEN ? { authorization: `Bearer ${process.env.CLAUDE_CODE_OAUTH_TOKEN}` } : { "x-api-key": process.env.ANTHROPIC_API_KEY ?? "" }),
+    },
     body: JSON.stringify({ model: model === "demo-1" ? "claude-sonnet-4-5" : model, max_tokens: 256, stream: true, messages: [{ role: "user", content: prompt }] }),
   }).catch((err) => ({ ok: false, status: 0, text: async () => String(err) }));
   const text = await res.text();

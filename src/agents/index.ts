@@ -25,9 +25,10 @@ export interface AgentDefinition {
   /** Environment for the whole sandbox: settings only, never a credential. */
   sandboxEnv(env: Env): Record<string, string>;
   /**
-   * What the agent process alone gets, exported in its job script (not in the sandbox's env, so install,
-   * seed, collect and verify never see it). With `gateway` (API-key mode) that is the attempt's own
-   * gateway URL and no credential at all; otherwise the OAuth token (which the agent's code can read).
+   * What the agent process alone gets in its environment (never the sandbox's, so install, seed, collect
+   * and verify never see it; src/durable/job-inputs.ts agentEnv says how it gets there). With `gateway`
+   * (API-key mode) that is the attempt's own gateway URL and no credential at all; otherwise the OAuth
+   * token (which the agent's code can read).
    */
   agentEnv(env: Env, gateway: string | null): Record<string, string>;
   /**
@@ -37,6 +38,8 @@ export interface AgentDefinition {
   needsGateway(env: Env): boolean;
   /** Under AGENT_CREDENTIALS=direct with no gateway: the key itself, for the agent's command only. */
   directEnv(env: Env): Record<string, string>;
+  /** It runs without a model credential too (the demo agent): one it may not have is left out, not a failure. */
+  credentialOptional?: boolean;
 }
 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -101,11 +104,13 @@ install -m 755 "${MS_DIR}/demo-agent.mjs" "${MS_DIR}/bin/multishot-demo-agent"
     `"${MS_DIR}/bin/multishot-demo-agent" -p --output-format stream-json --verbose ` +
     `--max-turns ${maxTurns}${model ? ` --model ${quote(model)}` : ""} < "${MS_DIR}/prompt.txt"`,
   sandboxEnv: () => ({}),
-  // The demo agent makes model calls only when its prompt asks ([llm:n]), through the gateway.
-  agentEnv: (_env, gateway): Record<string, string> => (gateway ? { ANTHROPIC_BASE_URL: gateway, ANTHROPIC_API_KEY: GATEWAY_PLACEHOLDER_KEY } : {}),
+  // The demo agent makes model calls only when its prompt asks ([llm:n]), with the credential claude-code
+  // would get: the gateway in API-key mode, the token in OAuth mode.
+  agentEnv: (env, gateway) => claudeCode.agentEnv(env, gateway),
   // Without the gateway it still runs; only a prompt asking for model calls ([llm:n]) makes none.
   needsGateway: () => false,
   directEnv: () => ({}),
+  credentialOptional: true,
 };
 
 /** What agents send as their API key in API-key mode: not a secret; the gateway URL is the credential. */

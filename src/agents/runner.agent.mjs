@@ -6,7 +6,7 @@
 //
 // usage: node runner.mjs <jobsDir> <job> <try> <reportUrl|->
 import { spawn } from "node:child_process";
-import { appendFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 const [jobsDir, job, jobTry, reportUrl] = process.argv.slice(2);
@@ -18,7 +18,21 @@ const stream = job === "agent";
 const file = (ext) => join(jobsDir, `${job}.${ext}`);
 for (const ext of ["out", "err"]) writeFileSync(file(ext), "");
 
-const child = spawn("bash", [file("sh")], { detached: true, stdio: ["ignore", "pipe", "pipe"] });
+// The agent's own environment (its credential or gateway URL) comes in a file the Worker uploaded just
+// before this job: read, then deleted before the agent starts, so no code the agent runs finds it on disk
+// and no later job (collect, verify) sees it at all.
+let agentEnv = {};
+if (stream) {
+  const envFile = file("env.json");
+  try {
+    agentEnv = JSON.parse(readFileSync(envFile, "utf8"));
+  } catch (err) {
+    if (err.code !== "ENOENT") console.error(`runner: the agent's environment could not be read: ${err.message}`);
+  }
+  rmSync(envFile, { force: true });
+}
+
+const child = spawn("bash", [file("sh")], { detached: true, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...agentEnv } });
 writeFileSync(file("pid"), String(child.pid));
 
 // Stop the whole job, not only bash, when the runner is told to stop.
@@ -97,6 +111,14 @@ child.stdout.on("data", (chunk) => {
 child.stderr.on("data", (chunk) => {
   appendFileSync(file("err"), chunk);
   process.stderr.write(chunk);
+});
+
+// What the job left running in the background ends with it: it holds the agent's environment, and while
+// it keeps the output pipes open the job would never be seen to end.
+child.on("exit", () => {
+  try {
+    process.kill(-child.pid, "SIGKILL");
+  } catch {}
 });
 
 child.on("close", async (code, signal) => {

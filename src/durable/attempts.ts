@@ -18,7 +18,7 @@ import type { LogFollower } from "./follow.ts";
 import type { Ingest } from "./ingest.ts";
 import { MAX_ARTIFACT_BYTES } from "./ingest.ts";
 import type { JobInputs } from "./job-inputs.ts";
-import { jobCommand, jobMarker } from "./jobs.ts";
+import { AGENT_ENV_FILE, jobCommand, jobMarker } from "./jobs.ts";
 import { backoffMs, nextPollMs, retryPolicy } from "./retry.ts";
 import type { AttemptState, VerifyResult } from "./state.ts";
 
@@ -249,8 +249,9 @@ export class AttemptSteps {
         events.append(a.round, a.number, "sandbox.probed", { reachesWorker });
         a = probed;
       }
-      const credentials = this.inputs.credentials(a);
-      if (credentials && "fail" in credentials) return this.fail(a, credentials.fail);
+      // An attempt whose agent could get no credential fails now, before anything is installed.
+      const credentials = await this.inputs.agentEnv(a);
+      if ("fail" in credentials) return this.fail(a, credentials.fail);
       const files = await this.inputs.attemptFiles(a);
       await sandboxes.uploadFiles(sandboxId, files.map((f) => ({ path: `${homeDir}/${f.path}`, content: f.content })));
     }
@@ -267,9 +268,12 @@ export class AttemptSteps {
     const existing = a.job === job ? await sandboxes.findCommand(sandboxId, SESSION, jobMarker(job, a.jobTry)) : null;
     // Runner reports are an optimization for sandboxes that reach the Worker; polling carries the rest.
     const report = a.reachesWorker === false ? null : await ingestUrl(env, run.id, a.round, a.number);
-    const credentials = job === "agent" ? this.inputs.credentials(a) : null;
-    const secretEnv = credentials && "direct" in credentials ? credentials.direct : {};
-    const cmdId = existing?.cmdId ?? (await sandboxes.startCommand(sandboxId, SESSION, jobCommand(job, a.jobTry, report, secretEnv)));
+    if (job === "agent" && !existing) {
+      const credentials = await this.inputs.agentEnv(a);
+      if ("fail" in credentials) return this.fail(current, credentials.fail);
+      await sandboxes.uploadFiles(sandboxId, [{ path: `${homeDir}/${AGENT_ENV_FILE}`, content: JSON.stringify(credentials.env) }]);
+    }
+    const cmdId = existing?.cmdId ?? (await sandboxes.startCommand(sandboxId, SESSION, jobCommand(job, a.jobTry, report)));
 
     const minutes = jobMinutes(job, run.request.limits?.attemptMinutes);
     const now = Date.now();

@@ -5,6 +5,7 @@ import jobRunnerSource from "../agents/run-job.agent.sh";
 import runnerSource from "../agents/runner.agent.mjs";
 import { DEFAULT_MAX_TURNS } from "../run-request.ts";
 import { tarballKey } from "../artifact-keys.ts";
+import { oauthRefusal } from "../oauth-policy.ts";
 import { llmGatewayUrl } from "../signed-urls.ts";
 import { ATTEMPT_JOB_NAMES, type AttemptJobName } from "../vocabulary.ts";
 import type { RunCore } from "./core.ts";
@@ -58,35 +59,44 @@ export class JobInputs {
         return AGENTS[req.agent].installScript();
       case "seed":
         return seedScript(req, a.round, this.seedSource(a.round));
-      case "agent": {
-        // API-key mode: the agent gets its attempt's gateway URL, never the key, when its sandbox reaches
-        // the Worker (the probe at setup). When it does not, see credentials().
-        const gateway = env.ANTHROPIC_API_KEY && a.reachesWorker !== false ? await llmGatewayUrl(env, run.id, a.round, a.number) : null;
-        const agentEnv = AGENTS[req.agent].agentEnv(env, gateway);
-        return agentScript(req, req.limits?.maxTurns ?? DEFAULT_MAX_TURNS, this.instructionsFor(a).model, agentEnv);
-      }
+      case "agent":
+        // No credential, and no gateway URL: those go to the agent process alone (agentEnv).
+        return agentScript(req, req.limits?.maxTurns ?? DEFAULT_MAX_TURNS, this.instructionsFor(a).model);
       case "collect":
         return collectScript(req);
     }
   }
 
   /**
-   * How the agent gets its model credential when its sandbox cannot reach the Worker (so no gateway):
-   * `{fail}` when it needs the gateway and the operator has not chosen otherwise, `{direct}` with the key
-   * to set on the agent's command alone under AGENT_CREDENTIALS=direct, else nothing to add.
+   * What the agent process alone gets in its environment: in API-key mode its attempt's gateway URL (never
+   * the key) when its sandbox reaches the Worker (the probe at setup); when it does not, the key itself
+   * under AGENT_CREDENTIALS=direct, else `{fail}` with the reason; in OAuth mode the token, unless it would
+   * be shared among accounts without the operator's say (src/oauth-policy.ts). It is uploaded as a file
+   * the runner reads and deletes before the agent starts (AGENT_ENV_FILE): never in a job script, on a
+   * command line or in the sandbox's environment, so no other job, and nothing after the agent, sees it.
    */
-  credentials(a: AttemptState): { fail: string } | { direct: Record<string, string> } | null {
+  async agentEnv(a: AttemptState): Promise<{ fail: string } | { env: Record<string, string> }> {
     const { env, state } = this.core;
-    const agent = AGENTS[state.requireRun().request.agent];
-    if (a.reachesWorker !== false || !agent.needsGateway(env)) return null;
-    if (env.AGENT_CREDENTIALS === "direct") return { direct: agent.directEnv(env) };
-    return {
-      fail:
-        `this sandbox cannot reach the service at PUBLIC_URL (${env.PUBLIC_URL}: the probe at setup, curl ${env.PUBLIC_URL.replace(/\/$/, "")}/health, failed), ` +
-        "so the agent cannot use the credential gateway. On Daytona's Tiers 1 and 2 a sandbox reaches only an allowlist of essential services " +
-        "(daytona.io/docs/en/network-limits). Set AGENT_CREDENTIALS=direct to hand the API key to the agent process (see the README for what that weakens), " +
-        "set CLAUDE_CODE_OAUTH_TOKEN, or make PUBLIC_URL reachable from sandboxes (Tier 3 or a custom network allowlist).",
-    };
+    const run = state.requireRun();
+    const agent = AGENTS[run.request.agent];
+    if (env.ANTHROPIC_API_KEY && a.reachesWorker !== false) return { env: agent.agentEnv(env, await llmGatewayUrl(env, run.id, a.round, a.number)) };
+    if (agent.needsGateway(env)) {
+      if (env.AGENT_CREDENTIALS === "direct") return { env: agent.directEnv(env) };
+      return {
+        fail:
+          `this sandbox cannot reach the service at PUBLIC_URL (${env.PUBLIC_URL}: the probe at setup, curl ${env.PUBLIC_URL.replace(/\/$/, "")}/health, failed), ` +
+          "so the agent cannot use the credential gateway. On Daytona's Tiers 1 and 2 a sandbox reaches only an allowlist of essential services " +
+          "(daytona.io/docs/en/network-limits). Set AGENT_CREDENTIALS=direct to hand the API key to the agent process (see the README for what that weakens), " +
+          "set CLAUDE_CODE_OAUTH_TOKEN, or make PUBLIC_URL reachable from sandboxes (Tier 3 or a custom network allowlist).",
+      };
+    }
+    const vars = agent.agentEnv(env, null);
+    if (vars.CLAUDE_CODE_OAUTH_TOKEN) {
+      const refused = await oauthRefusal(env);
+      if (refused && !agent.credentialOptional) return { fail: refused };
+      if (refused) return { env: {} };
+    }
+    return { env: vars };
   }
 
   /**

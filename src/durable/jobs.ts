@@ -86,15 +86,17 @@ export const packDir = (packTry: number) => `"${MS_DIR}/pack-${packTry}"`;
 /** Where the Worker puts a next round's base tarball, in parts, before the seed job unpacks it. */
 export const BASE_DIR = ".multishot/base";
 
-export function agentScript(req: RunRequest, maxTurns: number, model: string | undefined, secrets: Record<string, string>): string {
-  const exports = Object.entries(secrets)
-    .map(([k, v]) => `export ${k}=${shellQuote(v)}`)
-    .join("\n");
+export function agentScript(req: RunRequest, maxTurns: number, model: string | undefined): string {
   return `cd "${WORKSPACE}"
-${exports}
 ${AGENTS[req.agent].command(model ? { maxTurns, model } : { maxTurns })}
 `;
 }
+
+/**
+ * The agent's own environment (its credential or gateway URL), relative to the home: uploaded just before
+ * each agent job starts, read and deleted by the runner before it starts the agent.
+ */
+export const AGENT_ENV_FILE = ".multishot/jobs/agent.env.json";
 
 /**
  * Stages everything the agent left, writes the patch and its numstat against the round's base, then
@@ -130,15 +132,12 @@ ${req.verify ?? "true"}
  * setup jobs under the bash runner. The marker lets a step find a command it started before a crash.
  */
 /**
- * The session command of one job. `secretEnv` (AGENT_CREDENTIALS=direct only) is set on this command
- * alone: it is never written to a file in the sandbox, and no other job sees it.
+ * The session command of one job. It carries no secret: a session's commands can be listed by anything
+ * in the sandbox that reaches its toolbox daemon, so the agent's credential travels in AGENT_ENV_FILE.
  */
-export function jobCommand(job: JobName, jobTry: number, reportUrl: string | null, secretEnv: Record<string, string> = {}): string {
+export function jobCommand(job: JobName, jobTry: number, reportUrl: string | null): string {
   const runner = job === "agent" ? `node "${MS_DIR}/runner.mjs"` : `bash "${MS_DIR}/run-job.sh"`;
-  const env = Object.entries(secretEnv)
-    .map(([k, v]) => `${k}=${shellQuote(v)} `)
-    .join("");
-  return `${env}${runner} "${MS_DIR}/jobs" ${job} ${jobTry} ${shellQuote(reportUrl ?? "-")} # ${jobMarker(job, jobTry)}`;
+  return `${runner} "${MS_DIR}/jobs" ${job} ${jobTry} ${shellQuote(reportUrl ?? "-")} # ${jobMarker(job, jobTry)}`;
 }
 
 export const jobMarker = (job: JobName, jobTry: number) => `multishot-job:${job}:${jobTry}`;

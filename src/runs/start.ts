@@ -9,6 +9,7 @@ import type { RunView } from "../durable/view.ts";
 import type { Env } from "../env.ts";
 import { agentUnavailable } from "../agents/requirements.ts";
 import { ApiError } from "../errors.ts";
+import { oauthRefusal } from "../oauth-policy.ts";
 import { nextRoundAttempts, withinAccountLimits } from "../limits.ts";
 import type { RoundRequest, RunRequest } from "../run-request.ts";
 
@@ -17,7 +18,7 @@ export async function startRun(env: Env, input: { id: string; accountId: string;
   // A start that repeats (a retried Slack command, a redelivered hook) adds nothing: no limit applies.
   if ((await runOwner(db(env.DB), id)) !== null) return begin(env, input);
   // Refused before any sandbox is made: otherwise the agent would fail minutes later, not logged in.
-  const unavailable = agentUnavailable(env, request.agent);
+  const unavailable = agentUnavailable(env, request.agent) ?? (request.agent === "claude-code" && !env.ANTHROPIC_API_KEY ? await oauthRefusal(env) : null);
   if (unavailable) throw new ApiError(422, "agent_unavailable", unavailable);
   return withinAccountLimits(env, { accountId, runId: id, attempts: request.attempts, newRun: true }, () => begin(env, input), () => 1);
 }

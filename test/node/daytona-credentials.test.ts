@@ -1,7 +1,7 @@
 // API-key mode when sandboxes cannot reach the Worker, as on Daytona's Tiers 1 and 2: the local sandbox
 // server runs its 'daytona' profile (restricted egress: only the fake Messages API is allowed, not the
 // Worker). With AGENT_CREDENTIALS unset (gateway) a claude-code attempt fails at once, saying why and what
-// to set; with AGENT_CREDENTIALS=direct the real claude CLI runs with the key set on its command alone.
+// to set; with AGENT_CREDENTIALS=direct the real claude CLI runs with the key in its process alone.
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -67,7 +67,7 @@ describe("API-key mode from a sandbox that cannot reach the Worker", () => {
     expect(Date.now() - started).toBeLessThan(45_000);
   });
 
-  it("runs the real claude CLI under AGENT_CREDENTIALS=direct, with the key on its command and in no file", { timeout: 600_000 }, async () => {
+  it("runs the real claude CLI under AGENT_CREDENTIALS=direct, with the key in its process, on no command line and in no file", { timeout: 600_000 }, async () => {
     const before = fake.requests.length;
     const run = await finished(direct, { prompt: "Write hello.txt", agent: "claude-code", attempts: 1, limits: { maxTurns: 3 } }, 540_000);
     const a = run.rounds[0]!.attempts[0]!;
@@ -81,10 +81,10 @@ describe("API-key mode from a sandbox that cannot reach the Worker", () => {
     // The key is in no file of the sandbox (the job script has no export of it) and in no API answer.
     const agentJob = readFileSync(join(direct.sandboxRoot, "sandboxes", a.sandboxId!, "home", ".multishot", "jobs", "agent.sh"), "utf8");
     expect(agentJob).not.toContain("ANTHROPIC_API_KEY");
-    // Every file the sandbox's user has. (The local server keeps each session command's text in its own
-    // bookkeeping beside the home, where Daytona's daemon writes it to the session shell's stdin and
-    // keeps it in memory; the state of multishot itself is checked below.)
-    const found = spawnSync("grep", ["-rl", KEY, join(direct.sandboxRoot, "sandboxes", a.sandboxId!, "home")], { encoding: "utf8" });
+    // Every file the sandbox has, the local server's record of each session command's text included (a
+    // session's commands can be listed by anything in the sandbox that reaches its toolbox daemon): the
+    // key went up in an env file the runner deleted before the agent started.
+    const found = spawnSync("grep", ["-rl", KEY, join(direct.sandboxRoot, "sandboxes", a.sandboxId!)], { encoding: "utf8" });
     expect(found.stdout).toBe("");
     expect(spawnSync("grep", ["-rl", KEY, direct.stateDir], { encoding: "utf8" }).stdout).toBe("");
     const events = await (await direct.api(`/api/runs/${run.id}/events`)).text();

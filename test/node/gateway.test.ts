@@ -119,14 +119,16 @@ describe("the credential gateway", () => {
     }
     // The key is in no sandbox file (scripts, env, logs), no API answer, no stored state.
     expect(filesContaining(service.sandboxRoot, REAL_KEY)).toEqual([]);
-    const agentScript = readFileSync(join(service.sandboxRoot, "sandboxes", run.rounds[0]!.attempts[0]!.sandboxId!, "home", ".multishot", "jobs", "agent.sh"), "utf8");
-    expect(agentScript).toMatch(/export ANTHROPIC_BASE_URL='http:\/\/127\.0\.0\.1:\d+\/llm\/run_/);
-    expect(agentScript).toContain("export ANTHROPIC_API_KEY='multishot-gateway'");
+    // Nor is the attempt's gateway URL on disk: the runner read it from its env file and deleted that.
+    const gateway = await llmGatewayUrl({ MULTISHOT_SIGNING_SECRET: SIGNING_SECRET, PUBLIC_URL: service.url } as Env, run.id, 1, 1);
+    const jobsDir = join(service.sandboxRoot, "sandboxes", run.rounds[0]!.attempts[0]!.sandboxId!, "home", ".multishot", "jobs");
+    expect(readFileSync(join(jobsDir, "agent.sh"), "utf8")).not.toContain("ANTHROPIC");
+    expect(readdirSync(jobsDir)).not.toContain("agent.env.json");
+    expect(filesContaining(service.sandboxRoot, gateway.split("/").pop()!)).toEqual([]);
     expect(JSON.stringify(run) + (await (await service.api(`/api/runs/${run.id}/events`)).text())).not.toContain(REAL_KEY);
     expect(filesContaining(service.stateDir, REAL_KEY)).toEqual([]);
 
     // The attempt is over: its gateway token is dead.
-    const gateway = /export ANTHROPIC_BASE_URL='([^']+)'/.exec(agentScript)![1]!;
     const late = await fetch(`${gateway}/v1/messages`, {
       method: "POST",
       headers: { "content-type": "application/json" },

@@ -41,9 +41,13 @@ export interface CreateParams {
   buildInfo?: unknown;
 }
 
-/** Environment variables of the server that must not reach sandbox processes: npm's per-run settings
- * (they would point npm at this project), test-runner markers, and anything Daytona (credentials). */
-const PRIVATE_ENV = /^(npm_|INIT_CWD$|VITEST|DAYTONA_|LOCAL_SANDBOX_|NODE_OPTIONS$|NODE_ENV$)/i;
+/** The only variables of the server's own environment that reach sandbox processes: this machine's
+ * plumbing (locale, terminal, proxies, CA bundles), as a container image configures it. A Daytona sandbox
+ * starts from its image's environment plus the create's `env` (the SDK's `envVars`; `POST /sandbox`,
+ * ../shared/docs/daytona-contract.md), never the caller's: the server's secrets (ANTHROPIC_API_KEY, an OAuth token, the
+ * service's signing secret when npm start runs it) must not show in a sandbox's `env`. */
+const MACHINE_ENV =
+  /^(PATH|LANG|LANGUAGE|LC_[A-Z]+|TERM|TZ|(HTTPS?|NO|ALL)_PROXY|NODE_EXTRA_CA_CERTS|SSL_CERT_(FILE|DIR)|CURL_CA_BUNDLE|GIT_SSL_CAINFO|REQUESTS_CA_BUNDLE|AWS_CA_BUNDLE|NIX_SSL_CERT_FILE)$/i;
 
 export interface StoreOptions {
   root: string;
@@ -131,11 +135,11 @@ export class LocalSandbox implements ProcessHost {
     }
   }
 
-  /** The environment of every sandbox process: the server's (less private variables), the sandbox's
+  /** The environment of every sandbox process: the machine's plumbing from the server's, the sandbox's
    * own HOME/TMPDIR/npm prefix with its bins first in PATH, the port shim, then the sandbox `env`. */
   processEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
     const env: NodeJS.ProcessEnv = {};
-    for (const [k, v] of Object.entries(process.env)) if (!PRIVATE_ENV.test(k)) env[k] = v;
+    for (const [k, v] of Object.entries(process.env)) if (MACHINE_ENV.test(k)) env[k] = v;
     const npmPrefix = path.join(this.homeDir, '.npm-global');
     Object.assign(env, {
       HOME: this.homeDir,
