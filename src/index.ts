@@ -17,6 +17,9 @@ import { share } from "./routes/share.ts";
 import { slack } from "./routes/slack.ts";
 import { webhooks } from "./routes/webhooks.ts";
 import { scheduledSweep } from "./sweep.ts";
+import { db } from "./db/client.ts";
+import { purgeIdempotencyKeys } from "./db/queries.ts";
+import { IDEMPOTENCY_TTL_MS } from "./routes/idempotency.ts";
 
 export { RunCoordinator } from "./durable/run-coordinator.ts";
 
@@ -42,5 +45,7 @@ export default {
   fetch: app.fetch,
   async scheduled(_controller, env, ctx) {
     ctx.waitUntil(scheduledSweep(env));
+    // Idempotency-Key answers older than a day replay nothing: they go.
+    ctx.waitUntil(purgeIdempotencyKeys(db(env.DB), Date.now() - IDEMPOTENCY_TTL_MS).catch((err) => console.error("purging idempotency keys failed", err)));
   },
 } satisfies ExportedHandler<Env>;

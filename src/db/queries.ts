@@ -119,6 +119,12 @@ export async function releaseIdempotencyKey(d: Db, accountId: string, key: strin
   await d.delete(idempotencyKeys).where(and(eq(idempotencyKeys.accountId, accountId), eq(idempotencyKeys.key, key)));
 }
 
+/** Deletes Idempotency-Key rows made before `before` (they no longer replay); how many went. */
+export async function purgeIdempotencyKeys(d: Db, before: number): Promise<number> {
+  const gone = await d.delete(idempotencyKeys).where(lt(idempotencyKeys.createdAt, before)).returning({ key: idempotencyKeys.key });
+  return gone.length;
+}
+
 export async function runOwner(d: Db, runId: string): Promise<string | null> {
   const row = await d.select({ accountId: runs.accountId }).from(runs).where(eq(runs.id, runId)).get();
   return row?.accountId ?? null;

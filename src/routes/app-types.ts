@@ -9,5 +9,7 @@ export type AppEnv = {
     scopes: Scope[];
     /** The caller used ADMIN_TOKEN: an operator, not an account. */
     operator: boolean;
+    /** What Idempotency-Key replays instead of the answer, when the answer holds a secret (a new API key). */
+    idempotentReplay?: unknown;
   };
 };

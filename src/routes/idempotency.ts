@@ -1,6 +1,8 @@
 // Idempotency-Key on creating POSTs: the same key within 24 hours answers the first answer again (with
 // `idempotent-replayed: true`) and creates nothing. The same key with another request is refused; a
 // key whose first request is still being answered gets 409. Server errors and 429s free the key for a retry.
+// An answer that holds a secret (a new API key) is never stored: its route sets `idempotentReplay`, the
+// answer without the secret, and that is what a replay gets. Expired rows go with the cron sweep.
 import { createMiddleware } from "hono/factory";
 import { sha256Hex } from "../crypto.ts";
 import { db } from "../db/client.ts";
@@ -8,7 +10,8 @@ import { claimIdempotencyKey, idempotencyRecord, releaseIdempotencyKey, settleId
 import { ApiError } from "../errors.ts";
 import type { AppEnv } from "./app-types.ts";
 
-const TTL_MS = 24 * 60 * 60_000;
+export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60_000;
+const TTL_MS = IDEMPOTENCY_TTL_MS;
 
 export const idempotent = createMiddleware<AppEnv>(async (c, next) => {
   const key = c.req.header("idempotency-key");
@@ -48,5 +51,8 @@ export const idempotent = createMiddleware<AppEnv>(async (c, next) => {
   }
   // A server error or a rate limit is not an answer to keep: the same key may try again.
   if (c.res.status >= 500 || c.res.status === 429) await releaseIdempotencyKey(d, accountId, key);
-  else await settleIdempotencyKey(d, accountId, key, c.res.status, await c.res.clone().text());
+  else {
+    const replay = c.get("idempotentReplay");
+    await settleIdempotencyKey(d, accountId, key, c.res.status, replay === undefined ? await c.res.clone().text() : JSON.stringify(replay));
+  }
 });

@@ -32,8 +32,15 @@ export const keys = new Hono<AppEnv>()
     const k = await makeKey();
     const scopes = [...new Set(req.scopes)].join(" ");
     await insertKey(db(c.env.DB), { id: k.id, accountId: c.get("accountId"), name: req.name, prefix: k.prefix, hash: k.hash, scopes });
-    // The only time the key itself is ever shown.
-    return c.json({ id: k.id, key: k.key, prefix: k.prefix, name: req.name, scopes: parseScopes(scopes) }, 201);
+    // The only time the key itself is ever shown: a replay under the same Idempotency-Key answers without
+    // it (D1 keeps no secret), and says what to do if it was lost.
+    const shown = { id: k.id, prefix: k.prefix, name: req.name, scopes: parseScopes(scopes) };
+    c.set("idempotentReplay", {
+      ...shown,
+      key: null,
+      keyShownOnce: `the key was shown once, in the first answer to this request; if it was lost, revoke ${k.id} (DELETE /api/keys/${k.id}) and make another`,
+    });
+    return c.json({ ...shown, key: k.key }, 201);
   })
   .get("/", async (c) => {
     const rows = await listKeys(db(c.env.DB), c.get("accountId"));

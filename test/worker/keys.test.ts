@@ -1,8 +1,9 @@
 // Accounts and API keys: made by the operator and by account admins, shown once, stored hashed, scoped,
 // revocable; and Idempotency-Key on creating POSTs.
-import { env } from "cloudflare:test";
+import { createExecutionContext, createScheduledController, env, waitOnExecutionContext } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { sha256Hex } from "../../src/crypto.ts";
+import worker from "../../src/index.ts";
 import { ADMIN_TOKEN, api } from "./helpers.ts";
 
 async function newAccount(): Promise<{ accountId: string; adminKey: string }> {
@@ -108,5 +109,42 @@ describe("Idempotency-Key", () => {
       const { id } = JSON.parse(text) as { id: string };
       await api(`/api/runs/${id}/cancel`, { method: "POST", key });
     }
+  });
+
+  it("never stores a new API key: a replay answers without it, and says what to do", async () => {
+    const { accountId, adminKey } = await newAccount();
+    const headers = { "idempotency-key": "new-key-1" };
+    const first = await api("/api/keys", { method: "POST", json: { name: "ci" }, key: adminKey, headers });
+    expect(first.status).toBe(201);
+    const made = (await first.json()) as { id: string; key: string };
+    expect(made.key).toMatch(/^msk_/);
+    // D1 holds no trace of it: not in the idempotency row, not anywhere else.
+    const rows = await env.DB.prepare("SELECT * FROM idempotency_keys WHERE account_id = ?").bind(accountId).all();
+    expect(rows.results).toHaveLength(1);
+    expect(JSON.stringify(rows.results)).not.toContain(made.key);
+    expect(JSON.stringify(rows.results)).not.toContain(made.key.split("_").pop());
+
+    const again = await api("/api/keys", { method: "POST", json: { name: "ci" }, key: adminKey, headers });
+    expect(again.status).toBe(201);
+    expect(again.headers.get("idempotent-replayed")).toBe("true");
+    const replayed = (await again.json()) as { id: string; key: string | null; keyShownOnce: string };
+    expect(replayed).toMatchObject({ id: made.id, key: null });
+    expect(replayed.keyShownOnce).toContain(`DELETE /api/keys/${made.id}`);
+    // It made one key, which works.
+    const keys = (await (await api("/api/keys", { key: adminKey })).json()) as { keys: { name: string }[] };
+    expect(keys.keys.filter((k) => k.name === "ci")).toHaveLength(1);
+    expect((await api("/api/runs", { key: made.key })).status).toBe(200);
+  });
+
+  it("purges answers older than a day with the cron sweep", async () => {
+    const { accountId } = await newAccount();
+    const day = 24 * 60 * 60_000;
+    const insert = env.DB.prepare("INSERT INTO idempotency_keys (account_id, key, route, request_hash, status, response, created_at) VALUES (?, ?, 'POST /api/runs', 'h', 202, '{}', ?)");
+    await env.DB.batch([insert.bind(accountId, "old", Date.now() - day - 60_000), insert.bind(accountId, "fresh", Date.now() - 60_000)]);
+    const ctx = createExecutionContext();
+    await worker.scheduled(createScheduledController({ cron: "*/5 * * * *", scheduledTime: Date.now() }), env, ctx);
+    await waitOnExecutionContext(ctx);
+    const left = await env.DB.prepare("SELECT key FROM idempotency_keys WHERE account_id = ?").bind(accountId).all<{ key: string }>();
+    expect(left.results.map((r) => r.key)).toEqual(["fresh"]);
   });
 });
