@@ -86,7 +86,7 @@ export type ReceiptRow = typeof webhookReceipts.$inferSelect;
 /** Records a delivery the first time it is seen; false when it was seen before. */
 export async function claimReceipt(
   d: Db,
-  r: { endpointId: string; deliveryId: string; outcome: "started" | "ignored"; runId: string | null; reason: string | null },
+  r: { endpointId: string; deliveryId: string; senderDeliveryId: string | null; outcome: "started" | "ignored"; runId: string | null; reason: string | null },
 ): Promise<boolean> {
   const row = await d.insert(webhookReceipts).values(r).onConflictDoNothing().returning({ id: webhookReceipts.deliveryId }).get();
   return Boolean(row);

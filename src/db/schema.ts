@@ -206,7 +206,13 @@ export const webhookReceipts = sqliteTable(
     endpointId: text("endpoint_id")
       .notNull()
       .references(() => webhookEndpoints.id),
+    /**
+     * What makes a delivery the same delivery: an id the sender signed (multishot's X-Multishot-Delivery
+     * inside its signature), else a hash of the signature and the body. Never an unsigned header.
+     */
     deliveryId: text("delivery_id").notNull(),
+    /** The sender's own delivery id when it was not signed (X-GitHub-Delivery): shown, never trusted. */
+    senderDeliveryId: text("sender_delivery_id"),
     /** "started" (runId set) or "ignored" (the template's `when` did not match; `reason` says why). */
     outcome: text("outcome").$type<"started" | "ignored">().notNull(),
     runId: text("run_id"),

@@ -3,13 +3,18 @@
 // - Slack:     X-Slack-Signature: v0=<hex HMAC-SHA256(signing secret, "v0:<timestamp>:<raw body>")>,
 //              X-Slack-Request-Timestamp within five minutes of now.
 // - multishot: X-Multishot-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<raw body>")>,
-//              X-Multishot-Timestamp (unix seconds) within five minutes. Inbound hooks and outbound
-//              events use the same scheme. The timestamp is inside the signed text, so it cannot be
-//              moved forward to replay an old request.
+//              X-Multishot-Timestamp (unix seconds) within five minutes. The timestamp is inside the
+//              signed text, so it cannot be moved forward to replay an old request. Outbound events are
+//              signed so. An inbound sender with an X-Multishot-Delivery id signs
+//              "<timestamp>.<delivery>.<raw body>": the id is then its own, and a retry under it (a new
+//              timestamp) lands on the first run.
 // - GitHub:    X-Hub-Signature-256: sha256=<hex HMAC-SHA256(secret, raw body)>. GitHub sends no
-//              timestamp; its delivery id (X-GitHub-Delivery) makes a replay land on the first run.
+//              timestamp, and its X-GitHub-Delivery is not signed.
+// What makes two requests the same delivery (`identity`) is only ever signed: a signed delivery id, else
+// a hash of the signature and the body. An unsigned delivery id is kept to show (`senderDelivery`), never
+// to tell deliveries apart: otherwise one captured request sent with new ids would start a run each time.
 // Every comparison is timing-safe.
-import { hmacSha256, timingSafeEqualStrings, toHex } from "../crypto.ts";
+import { hmacSha256, sha256Hex, timingSafeEqualStrings, toHex } from "../crypto.ts";
 
 export const SIGNATURE_WINDOW_SECONDS = 5 * 60;
 
@@ -23,10 +28,13 @@ export const GITHUB_DELIVERY = "x-github-delivery";
 /** Why a request was refused, in words safe to send back (they name no secret and no expected value). */
 export type Verdict = { ok: true } | { ok: false; reason: string };
 
-const refused = (reason: string): Verdict => ({ ok: false, reason });
+/** An inbound hook request's verdict, and what makes it the same delivery as another. */
+export type HookVerdict = { ok: true; identity: string; senderDelivery: string | null } | { ok: false; reason: string };
+
+const refused = (reason: string): { ok: false; reason: string } => ({ ok: false, reason });
 
 /** A timestamp header in unix seconds, inside the window around `nowMs`. */
-function checkTimestamp(raw: string | null, nowMs: number, header: string): Verdict {
+function checkTimestamp(raw: string | null, nowMs: number, header: string): { ok: true } | { ok: false; reason: string } {
   if (!raw) return refused(`missing ${header} header`);
   if (!/^\d{1,12}$/.test(raw)) return refused(`${header} must be unix seconds`);
   if (Math.abs(nowMs / 1000 - Number(raw)) > SIGNATURE_WINDOW_SECONDS) {
@@ -65,15 +73,23 @@ export function signatureScheme(headers: Headers): "multishot" | "github" | null
 }
 
 /** An inbound hook request signed with the endpoint's secret, in either scheme. */
-export async function verifyHookRequest(secret: string, headers: Headers, body: string, nowMs = Date.now()): Promise<Verdict> {
+export async function verifyHookRequest(secret: string, headers: Headers, body: string, nowMs = Date.now()): Promise<HookVerdict> {
   const scheme = signatureScheme(headers);
   if (scheme === null) return refused(`missing signature: send ${"X-Multishot-Signature"} (or GitHub's X-Hub-Signature-256)`);
+  const hashed = async (signed: string) => `sha256:${await sha256Hex(signed)}`;
   if (scheme === "github") {
-    const ok = await timingSafeEqualStrings(headers.get(GITHUB_SIGNATURE)!, await githubSignature(secret, body));
-    return ok ? { ok: true } : refused("the signature does not match");
+    const signature = headers.get(GITHUB_SIGNATURE)!;
+    if (!(await timingSafeEqualStrings(signature, await githubSignature(secret, body)))) return refused("the signature does not match");
+    return { ok: true, identity: await hashed(`${signature}\n${body}`), senderDelivery: headers.get(GITHUB_DELIVERY) };
   }
-  const fresh = checkTimestamp(headers.get(MULTISHOT_TIMESTAMP), nowMs, "X-Multishot-Timestamp");
-  if (!fresh.ok) return fresh;
-  const expected = await multishotSignature(secret, headers.get(MULTISHOT_TIMESTAMP)!, body);
-  return (await timingSafeEqualStrings(headers.get(MULTISHOT_SIGNATURE)!, expected)) ? { ok: true } : refused("the signature does not match");
+  const timestamp = headers.get(MULTISHOT_TIMESTAMP);
+  const fresh = checkTimestamp(timestamp, nowMs, "X-Multishot-Timestamp");
+  if (!fresh.ok) return refused(fresh.reason);
+  const signature = headers.get(MULTISHOT_SIGNATURE)!;
+  const delivery = headers.get(MULTISHOT_DELIVERY);
+  if (delivery !== null && (await timingSafeEqualStrings(signature, await multishotSignature(secret, `${timestamp}.${delivery}`, body)))) {
+    return { ok: true, identity: delivery, senderDelivery: null };
+  }
+  if (!(await timingSafeEqualStrings(signature, await multishotSignature(secret, timestamp!, body)))) return refused("the signature does not match");
+  return { ok: true, identity: await hashed(`${timestamp}.${signature}.${body}`), senderDelivery: delivery };
 }

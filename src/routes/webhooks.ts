@@ -30,13 +30,7 @@ import { ApiError, notFound } from "../errors.ts";
 import { sendDelivery } from "../integrations/delivery.ts";
 import { derivedId, derivedRunId, webhookSecret } from "../integrations/derive.ts";
 import { OUTBOUND_EVENTS } from "../integrations/events.ts";
-import {
-  GITHUB_DELIVERY,
-  MULTISHOT_DELIVERY,
-  MULTISHOT_SIGNATURE,
-  MULTISHOT_TIMESTAMP,
-  verifyHookRequest,
-} from "../integrations/signatures.ts";
+import { verifyHookRequest } from "../integrations/signatures.ts";
 import { renderTemplate, resolveTemplate, templateSchema, type TemplateInput } from "../integrations/templates.ts";
 import { runRequestSchema } from "../run-request.ts";
 import { startRun } from "../runs/start.ts";
@@ -179,7 +173,7 @@ export const webhooks = new Hono<AppEnv>()
       const page = rows.slice(0, limit);
       const last = page[page.length - 1];
       return c.json({
-        deliveries: page.map((r) => ({ id: r.deliveryId, outcome: r.outcome, runId: r.runId, reason: r.reason, createdAt: r.createdAt })),
+        deliveries: page.map((r) => ({ id: r.deliveryId, senderId: r.senderDeliveryId, outcome: r.outcome, runId: r.runId, reason: r.reason, createdAt: r.createdAt })),
         nextCursor: rows.length > limit && last ? `${last.createdAt}.${last.deliveryId}` : null,
       });
     }
@@ -223,12 +217,10 @@ export const webhooks = new Hono<AppEnv>()
     const verdict = await verifyHookRequest(await webhookSecret(c.env, endpoint.id, endpoint.secretVersion), headers, body);
     if (!verdict.ok) throw new ApiError(401, "invalid_signature", verdict.reason);
 
-    // The sender's delivery id makes a redelivery land on the first run. Without one, an exact replay
-    // (same signature, same body) is the same delivery.
-    const deliveryId =
-      headers.get(MULTISHOT_DELIVERY) ??
-      headers.get(GITHUB_DELIVERY) ??
-      `sha256:${await sha256Hex(`${headers.get(MULTISHOT_TIMESTAMP) ?? ""}.${headers.get(MULTISHOT_SIGNATURE) ?? ""}.${body}`)}`;
+    // What makes a redelivery land on the first run is signed: a delivery id inside the signature, else
+    // the signature and body themselves (src/integrations/signatures.ts). An unsigned id is only shown.
+    const deliveryId = verdict.identity;
+    const senderDeliveryId = verdict.senderDelivery !== null && DELIVERY_ID.test(verdict.senderDelivery) ? verdict.senderDelivery : null;
     if (!DELIVERY_ID.test(deliveryId)) throw new ApiError(400, "invalid_delivery_id", "the delivery id must be 1 to 200 visible ASCII characters");
 
     const seen = await receipt(d, endpoint.id, deliveryId);
@@ -237,7 +229,7 @@ export const webhooks = new Hono<AppEnv>()
     const payload = parsePayload(body, c.req.header("content-type") ?? "");
     const rendered = renderTemplate(resolveTemplate(endpoint.template as TemplateInput), payload);
     if (!rendered.matched) {
-      await claimReceipt(d, { endpointId: endpoint.id, deliveryId, outcome: "ignored", runId: null, reason: rendered.reason });
+      await claimReceipt(d, { endpointId: endpoint.id, deliveryId, senderDeliveryId, outcome: "ignored", runId: null, reason: rendered.reason });
       return c.json({ ignored: true, reason: rendered.reason, delivery: deliveryId }, 200);
     }
     const checked = runRequestSchema.safeParse(rendered.request);
@@ -249,7 +241,7 @@ export const webhooks = new Hono<AppEnv>()
     // only means the redelivery starts (that is, finds) the same run.
     const runId = await derivedRunId(c.env, `hook:${endpoint.id}:${deliveryId}`);
     const view = await startRun(c.env, { id: runId, accountId: endpoint.accountId, request: checked.data });
-    const first = await claimReceipt(d, { endpointId: endpoint.id, deliveryId, outcome: "started", runId, reason: null });
+    const first = await claimReceipt(d, { endpointId: endpoint.id, deliveryId, senderDeliveryId, outcome: "started", runId, reason: null });
     return c.json({ id: runId, status: view.status, links: view.links, delivery: deliveryId, ...(first ? {} : { replayed: true }) }, first ? 202 : 200);
   });
 

@@ -42,11 +42,13 @@ function hook(endpointId: string, body: string, headers: Record<string, string>)
   });
 }
 
-async function multishotHeaders(secret: string, body: string, opts: { timestamp?: number; delivery?: string } = {}) {
+/** multishot's signature; `signDelivery` puts the delivery id inside the signed text, as an inbound sender may. */
+async function multishotHeaders(secret: string, body: string, opts: { timestamp?: number; delivery?: string; signDelivery?: boolean } = {}) {
   const ts = opts.timestamp ?? now();
+  const signed = opts.signDelivery ? `${ts}.${opts.delivery}.${body}` : `${ts}.${body}`;
   return {
     "x-multishot-timestamp": String(ts),
-    "x-multishot-signature": `sha256=${await hmacHex(secret, `${ts}.${body}`)}`,
+    "x-multishot-signature": `sha256=${await hmacHex(secret, signed)}`,
     ...(opts.delivery ? { "x-multishot-delivery": opts.delivery } : {}),
   };
 }
@@ -121,7 +123,8 @@ describe("inbound webhooks", () => {
 
     // The endpoint's log names the delivery and its run.
     const log = (await (await api(`/api/webhooks/${e.id}/deliveries`)).json()) as { deliveries: { id: string; outcome: string; runId: string }[] };
-    expect(log.deliveries).toEqual([expect.objectContaining({ id: headers["x-github-delivery"], outcome: "started", runId: first.id })]);
+    // GitHub's delivery id is not signed: it is shown, and the delivery is known by its signature and body.
+    expect(log.deliveries).toEqual([expect.objectContaining({ id: expect.stringMatching(/^sha256:[0-9a-f]{64}$/), senderId: headers["x-github-delivery"], outcome: "started", runId: first.id })]);
 
     // An event the template does not want is acknowledged and ignored.
     const closed = JSON.stringify(issueEvent("closed", 42));
@@ -133,6 +136,50 @@ describe("inbound webhooks", () => {
     expect(ignored.status).toBe(200);
     expect(await ignored.json()).toMatchObject({ ignored: true, reason: expect.stringContaining("action") });
     expect(await runCount()).toBe(before + 1);
+  });
+
+  it("never lets an unsigned delivery id make a replayed request a new delivery", async () => {
+    const e = await makeInbound({ preset: "run-request", run: { agent: "demo", attempts: 1 } });
+    const before = await runCount();
+    const answers = async (body: string, headersOf: (i: number) => Promise<Record<string, string>>) => {
+      const out: { http: number; id: string; replayed?: boolean }[] = [];
+      for (let i = 0; i < 3; i++) {
+        const res = await hook(e.id, body, await headersOf(i));
+        out.push({ ...((await res.json()) as { id: string; replayed?: boolean }), http: res.status });
+      }
+      return out;
+    };
+    // One GitHub body and signature, sent with three delivery ids: one run.
+    const gh = JSON.stringify({ prompt: "github replay [hang]" });
+    const ghSig = `sha256=${await hmacHex(e.secret, gh)}`;
+    const ghRuns = await answers(gh, async () => ({ "x-hub-signature-256": ghSig, "x-github-delivery": crypto.randomUUID() }));
+    expect(ghRuns.map((r) => r.http)).toEqual([202, 200, 200]);
+    expect(new Set(ghRuns.map((r) => r.id)).size).toBe(1);
+    started.push(ghRuns[0]!.id);
+    // One multishot timestamp and signature (not covering the id), sent with three delivery ids: one run.
+    const ms = JSON.stringify({ prompt: "multishot replay [hang]" });
+    const signed = await multishotHeaders(e.secret, ms);
+    const msRuns = await answers(ms, async (i) => ({ ...signed, "x-multishot-delivery": `forged-${i}` }));
+    expect(msRuns.map((r) => r.http)).toEqual([202, 200, 200]);
+    expect(new Set(msRuns.map((r) => r.id)).size).toBe(1);
+    started.push(msRuns[0]!.id);
+    expect(await runCount()).toBe(before + 2);
+
+    // A delivery id inside the signature is the sender's own: a retry under it, signed anew, is the same
+    // delivery; the id cannot be changed without the secret.
+    const own = JSON.stringify({ prompt: "signed delivery [hang]" });
+    const first = await hook(e.id, own, await multishotHeaders(e.secret, own, { delivery: "order-7", signDelivery: true }));
+    expect(first.status).toBe(202);
+    const firstRun = ((await first.json()) as { id: string }).id;
+    started.push(firstRun);
+    const retry = await hook(e.id, own, await multishotHeaders(e.secret, own, { timestamp: now() + 1, delivery: "order-7", signDelivery: true }));
+    expect(retry.status).toBe(200);
+    expect(await retry.json()).toMatchObject({ id: firstRun, replayed: true, delivery: "order-7" });
+    const moved = { ...(await multishotHeaders(e.secret, own, { delivery: "order-7", signDelivery: true })), "x-multishot-delivery": "order-8" };
+    expect((await hook(e.id, own, moved)).status).toBe(401);
+    expect(await runCount()).toBe(before + 3);
+    // Their attempts would hold the account's concurrency for the tests after this one.
+    for (const id of [ghRuns[0]!.id, msRuns[0]!.id, firstRun]) await api(`/api/runs/${id}/cancel`, { method: "POST" });
   });
 
   it("maps any JSON payload to a run through a template: placeholders, typed values, defaults and a when-filter", async () => {

@@ -1,0 +1,1 @@
+ALTER TABLE `webhook_receipts` ADD `sender_delivery_id` text;
