@@ -22,9 +22,14 @@ export interface Template {
 }
 
 export const PRESETS = {
-  /** A GitHub `issues` event, action "opened": the issue's title and body are the prompt, its repository the base. */
+  /**
+   * A GitHub `issues` event, action "opened": the issue's title and body are the prompt, its repository
+   * the base. Only an issue its repository's owner, a member of its organization or a collaborator opened
+   * (`author_association`): on a public repository anyone can open one, and its text is the agent's prompt.
+   * A template with its own `when` decides for itself.
+   */
   "github-issue": {
-    when: { action: "opened", "issue.state": "open" },
+    when: { action: "opened", "issue.state": "open", "issue.author_association": ["OWNER", "MEMBER", "COLLABORATOR"] },
     run: {
       prompt: "{{issue.title}}\n\n{{issue.body}}\n\n(GitHub issue {{issue.html_url}})",
       base: { git: "{{repository.clone_url}}", ref: "{{repository.default_branch}}" },

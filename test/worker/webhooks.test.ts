@@ -59,7 +59,7 @@ async function errorOf(res: Response) {
   return { status: res.status, error: ((await res.json()) as { error: { code: string; message: string } }).error };
 }
 
-const issueEvent = (action: string, n: number) => ({
+const issueEvent = (action: string, n: number, association = "COLLABORATOR") => ({
   action,
   issue: {
     number: n,
@@ -67,6 +67,7 @@ const issueEvent = (action: string, n: number) => ({
     body: "The site should follow the system theme, with a toggle in the header.",
     state: action === "closed" ? "closed" : "open",
     html_url: `https://github.com/acme/site/issues/${n}`,
+    author_association: association,
   },
   // Nothing listens here: the attempts fail to clone, which this test does not need.
   repository: { full_name: "acme/site", clone_url: "http://127.0.0.1:9/acme/site.git", default_branch: "main" },
@@ -135,6 +136,16 @@ describe("inbound webhooks", () => {
     });
     expect(ignored.status).toBe(200);
     expect(await ignored.json()).toMatchObject({ ignored: true, reason: expect.stringContaining("action") });
+    expect(await runCount()).toBe(before + 1);
+
+    // On a public repository anyone can open an issue, and its text would be the agent's prompt: only
+    // the owner, members and collaborators start a run.
+    for (const association of ["NONE", "CONTRIBUTOR", "FIRST_TIME_CONTRIBUTOR"]) {
+      const stranger = JSON.stringify(issueEvent("opened", 43, association));
+      const res = await hook(e.id, stranger, { "x-github-event": "issues", "x-hub-signature-256": `sha256=${await hmacHex(e.secret, stranger)}` });
+      expect(res.status).toBe(200);
+      expect(await res.json()).toMatchObject({ ignored: true, reason: expect.stringContaining(`issue.author_association is "${association}"`) });
+    }
     expect(await runCount()).toBe(before + 1);
   });
 
