@@ -12,6 +12,7 @@ import detectSource from "../agents/preview-detect.agent.mjs";
 import staticServerSource from "../agents/static-server.agent.mjs";
 import type { PreviewConfig, PreviewRequest } from "../run-request.ts";
 import type { Sandboxes } from "../sandbox/client.ts";
+import type { Redact } from "../redact.ts";
 import { describeSandboxError, isSandboxGone } from "../sandbox/errors.ts";
 import type { AttemptState, PreviewState, RoundState } from "./state.ts";
 
@@ -30,6 +31,8 @@ export interface PreviewHost {
   sql: SqlStorage;
   readonly sandboxes: Sandboxes;
   idleMinutes: number;
+  /** A failed preview's reason carries the server's own log lines: redacted like every other stored text. */
+  redact: Redact;
   /** Schedules (or moves) the attempt's idle timer. */
   scheduleIdle(round: number, n: number, at: number): void;
 }
@@ -56,7 +59,7 @@ export class Previews {
     const p = this.openOnce(a, round, runConfig, req)
       .catch((err): PreviewResult => ({
         attempt: a.number,
-        error: { code: "preview_failed", message: err instanceof PreviewError ? err.message : `preview failed: ${describeSandboxError(err)}` },
+        error: { code: "preview_failed", message: this.host.redact(err instanceof PreviewError ? err.message : `preview failed: ${describeSandboxError(err)}`) },
       }))
       .finally(() => this.inFlight.delete(key));
     this.inFlight.set(key, p);

@@ -81,6 +81,7 @@ export class RunCoordinator extends DurableObject<Env> {
         return core.sandboxes;
       },
       idleMinutes: Number(env.PREVIEW_IDLE_MINUTES ?? DEFAULT_PREVIEW_IDLE_MINUTES),
+      redact,
       scheduleIdle: (round, n, at) => timers.schedule({ kind: "preview", round, attempt: n }, at),
     });
     this.live = new Live({ ctx, events, view: () => (state.getRun() ? this.viewNow() : null) });

@@ -90,6 +90,16 @@ describe("previews", () => {
     await api(`/api/runs/${id}/cancel`, { method: "POST" });
   });
 
+  it("redacts known secrets from a failed preview's log lines, as from every other stored text", async () => {
+    const secret = env.MULTISHOT_SIGNING_SECRET!;
+    const id = await startRun({ prompt: "a page [static]", agent: "demo", attempts: 1, preview: { command: `echo "booting with ${secret}"; sleep 600`, port: 4100 } });
+    await waitForRun(id, settled);
+    const res = await preview(`/api/runs/${id}/attempts/1/preview`, { healthTries: 2, healthIntervalMs: 200 });
+    expect(res.body.error!.message).toContain("booting with [redacted]");
+    expect(res.body.error!.message).not.toContain(secret);
+    await api(`/api/runs/${id}/cancel`, { method: "POST" });
+  });
+
   it("uses the run's preview config over detection, and says why an attempt without a sandbox cannot be previewed", async () => {
     const id = await startRun({
       prompt: "configured [static]",
