@@ -11,19 +11,15 @@ import type { AppEnv } from "./app-types.ts";
 import { coordinator } from "./run-access.ts";
 
 const ANTHROPIC_API = "https://api.anthropic.com";
-/** Request headers that are ours or the hop's, not the caller's to pass on. */
-const DROP = new Set([
-  "host",
-  "x-api-key",
-  "authorization",
-  "proxy-authorization",
-  "cookie",
-  "forwarded",
-  "cf-connecting-ip",
-  "cf-ray",
-  "cf-visitor",
-  "x-real-ip",
-]);
+/**
+ * The request headers an agent's call takes on to the Messages API: what the API and its SDKs send
+ * (version and beta flags, content negotiation, the SDK's own x-stainless-* description). Nothing else
+ * (cookies, forwarding headers, whatever code in the sandbox adds) goes on with the operator's key.
+ */
+const FORWARDED = new Set(["content-type", "accept", "anthropic-version", "anthropic-beta", "user-agent", "x-app"]);
+const forwarded = (name: string) => FORWARDED.has(name) || name.startsWith("x-stainless-");
+/** Answer headers about the operator's organization (its id, its rate limits): not the tenant's to see. */
+const PRIVATE_ANSWER = (name: string) => name === "anthropic-organization-id" || name.startsWith("anthropic-ratelimit-") || name === "set-cookie";
 const ALLOWED_PATHS = new Set(["/v1/messages", "/v1/messages/count_tokens"]);
 /** The Messages API's own request limit. */
 const MAX_REQUEST_BYTES = 32 * 1024 * 1024;
@@ -87,10 +83,7 @@ export const llm = new Hono<AppEnv>().all("/:run/:round/:attempt/:sig/*", async 
   const base = new URL(c.env.ANTHROPIC_BASE_URL || ANTHROPIC_API);
   const upstream = new URL(`${base.origin}${base.pathname.replace(/\/$/, "")}${rest}${query}`);
   const headers = new Headers();
-  for (const [k, v] of c.req.raw.headers) {
-    const name = k.toLowerCase();
-    if (!DROP.has(name) && !name.startsWith("x-forwarded-")) headers.set(k, v);
-  }
+  for (const [k, v] of c.req.raw.headers) if (forwarded(k.toLowerCase())) headers.set(k, v);
   headers.set("x-api-key", key);
 
   let answer: Response;
@@ -101,10 +94,12 @@ export const llm = new Hono<AppEnv>().all("/:run/:round/:attempt/:sig/*", async 
     return apiError(502, "api_error", `the Messages API did not answer: ${err instanceof Error ? err.message : String(err)}`);
   }
 
+  const answerHeaders = new Headers();
+  for (const [k, v] of answer.headers) if (!PRIVATE_ANSWER(k.toLowerCase())) answerHeaders.set(k, v);
   // Only message answers carry usage; token counts and errors pass straight through (and cost nothing).
   if (!messages || !answer.ok || !answer.body) {
     if (reservation) ctx.waitUntil(meter(null, true));
-    return answer;
+    return new Response(answer.body, { status: answer.status, headers: answerHeaders });
   }
   // The answer goes to the agent on one branch and is read for its usage on the other, to its end even
   // when the agent hangs up: what the upstream serves is paid for whether or not anyone reads it. The
@@ -131,5 +126,5 @@ export const llm = new Hono<AppEnv>().all("/:run/:round/:attempt/:sig/*", async 
       await meter(usage.end(), true);
     })(),
   );
-  return new Response(toAgent, { status: answer.status, headers: answer.headers });
+  return new Response(toAgent, { status: answer.status, headers: answerHeaders });
 });

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunView } from "../../src/durable/view.ts";
 import type { Env } from "../../src/env.ts";
 import { llmGatewayUrl } from "../../src/signed-urls.ts";
-import { defaultScript, startFakeAnthropic, type MessagesRequestBody } from "../../tools/fake-anthropic/server.ts";
+import { ACCOUNT_HEADERS, defaultScript, startFakeAnthropic, type MessagesRequestBody } from "../../tools/fake-anthropic/server.ts";
 import { startService, type Service } from "../support/service.ts";
 
 const REAL_KEY = "test-gateway-key-0123456789abcdef";
@@ -248,5 +248,32 @@ describe("the credential gateway", () => {
     expect(capped.rounds[0]!.attempts[0]!.error).toMatch(/^budget: this account's runs made this month have spent \$\d+\.\d{4} of its \$1 monthly budget$/);
     expect(messageCalls().length - before).toBe(1);
     expect((await patch({ monthlyBudgetUsd: null })).status).toBe(200);
+  });
+
+  it("forwards only the Messages API's own request headers, and keeps the operator's organization out of answers", async () => {
+    const { runId, gateway } = await hangingAttempt();
+    const res = await fetch(`${gateway}/v1/messages`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        "anthropic-version": "2023-06-01",
+        "anthropic-beta": "fine-grained-tool-streaming-2025-05-14",
+        "user-agent": "claude-cli/2.0.0 (external, sdk-cli)",
+        "x-stainless-lang": "js",
+        cookie: "session=from-the-sandbox",
+        "x-forwarded-for": "10.0.0.7",
+        "x-probe-from-sandbox": "1",
+      },
+      body: JSON.stringify({ model: "claude-sonnet-4-5", max_tokens: 16, messages: [{ role: "user", content: "hi" }] }),
+    });
+    expect(res.status).toBe(200);
+    await res.text();
+    const seen = fake.requests[fake.requests.length - 1]!.headers;
+    expect(seen).toMatchObject({ "anthropic-version": "2023-06-01", "anthropic-beta": "fine-grained-tool-streaming-2025-05-14", "x-stainless-lang": "js", "x-api-key": REAL_KEY });
+    for (const name of ["cookie", "x-forwarded-for", "x-probe-from-sandbox"]) expect(seen[name], name).toBeUndefined();
+    // The answer keeps its request id, not the organization's id or rate limits.
+    expect(res.headers.get("request-id")).toMatch(/^req_/);
+    for (const name of Object.keys(ACCOUNT_HEADERS)) expect(res.headers.get(name), name).toBeNull();
+    await service.api(`/api/runs/${runId}/cancel`, { method: "POST" });
   });
 });

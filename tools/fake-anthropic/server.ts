@@ -87,6 +87,15 @@ export interface FakeAnthropic {
 }
 
 export const DEFAULT_HELLO_CONTENT = 'hello from the fake model\n';
+
+/** What the real API tells the key's holder about its organization on every answer (its id, its limits). */
+export const ACCOUNT_HEADERS = {
+  'anthropic-organization-id': '00000000-0000-4000-8000-fakeorg00001',
+  'anthropic-ratelimit-requests-limit': '4000',
+  'anthropic-ratelimit-requests-remaining': '3999',
+  'anthropic-ratelimit-input-tokens-limit': '2000000',
+  'anthropic-ratelimit-output-tokens-limit': '400000',
+};
 export const DEFAULT_DONE_TEXT = 'Done: wrote hello.txt.';
 
 type Message = NonNullable<MessagesRequestBody['messages']>[number];
@@ -183,6 +192,7 @@ export async function startFakeAnthropic(opts: FakeAnthropicOptions = {}): Promi
       'content-type': 'application/json',
       'content-length': Buffer.byteLength(text),
       'request-id': nextId('req'),
+      ...ACCOUNT_HEADERS,
     });
     res.end(rec.method === 'HEAD' ? undefined : text);
   };
@@ -235,6 +245,7 @@ export async function startFakeAnthropic(opts: FakeAnthropicOptions = {}): Promi
       'cache-control': 'no-cache',
       connection: 'keep-alive',
       'request-id': nextId('req'),
+      ...ACCOUNT_HEADERS,
     });
     const events: string[] = [];
     const event = (type: string, data: Record<string, unknown>): void => {
