@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 import { COMMANDS, type Command, type OptionSpec } from "./commands.ts";
 import { Ctx, VERSION, type Io } from "./context.ts";
 import { CliError, EXIT, usageError } from "./errors.ts";
-import { colors } from "./format.ts";
+import { colors, plainText } from "./format.ts";
 
 /** Options every command takes. */
 const GLOBAL: Record<string, OptionSpec> = {
@@ -66,7 +66,7 @@ function fail(io: Io, argv: string[], err: unknown, ctx?: Ctx): number {
     io.stderr.write(`${JSON.stringify({ error: { code: e.code, message: e.message, ...(e.details ? { details: e.details } : {}) } })}\n`);
   } else {
     const c = colors(io.stderr.isTTY === true && !io.env.NO_COLOR && !argv.includes("--no-color"));
-    io.stderr.write(`${c.red("multishot:")} ${e.message}\n`);
+    io.stderr.write(`${c.red("multishot:")} ${plainText(e.message)}\n`);
   }
   return e.exitCode;
 }

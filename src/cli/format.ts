@@ -54,8 +54,17 @@ export function truncate(s: string, width: number): string {
   return chars.length <= width ? s : `${chars.slice(0, Math.max(0, width - 1)).join("")}…`;
 }
 
-/** One line: newlines and runs of spaces folded, for prompts and messages in a table cell. */
-export const oneLine = (s: string) => s.replace(/\s+/g, " ").trim();
+/**
+ * What a terminal must not be handed from text the CLI did not write (agents' messages and errors,
+ * prompts, anything in an API answer): escape sequences (colours, cursor moves, OSC titles and links),
+ * other C0 and C1 control characters, and bidirectional overrides that make text read other than it is.
+ */
+const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+/** Text from elsewhere, made safe to print: sequences and control characters gone, newlines and tabs kept. */
+export const plainText = (s: string) => stripAnsi(s).replace(CONTROL, "");
+
+/** One line: newlines and runs of spaces folded, for prompts and messages in a table cell; safe to print. */
+export const oneLine = (s: string) => plainText(s).replace(/\s+/g, " ").trim();
 
 export interface Colors {
   bold(s: string): string;
