@@ -18,6 +18,9 @@ export interface Env extends WorkerBindings {
   /** Snapshot (or image) sandboxes are created from when a run names none. */
   DAYTONA_SNAPSHOT?: string;
 
+  /** Days a share link lives when made without `expiresIn` (Slack's view links too). Default 30. */
+  SHARE_LINK_DAYS?: string;
+
   /** Secret. Signs per-attempt ingest URLs. */
   MULTISHOT_SIGNING_SECRET?: string;
   /** Secret. The operator's token: creates accounts (POST /api/accounts), sets their limits, reads /api/admin/stats. */

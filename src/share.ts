@@ -9,8 +9,15 @@ import { runs, shareLinks, type ShareScope } from "./db/schema.ts";
 import type { Env } from "./env.ts";
 
 export const SHARE_SCOPES: ShareScope[] = ["view", "control"];
-/** The longest a link may live when it is given an expiry (a link without one lives until revoked). */
+/** The longest a link may live. */
 export const MAX_SHARE_SECONDS = 365 * 24 * 3600;
+/** How long a link lives when it is made without `expiresIn` (SHARE_LINK_DAYS): a forgotten link dies too. */
+export const DEFAULT_SHARE_DAYS = 30;
+
+export function defaultShareSeconds(env: Pick<Env, "SHARE_LINK_DAYS">): number {
+  const days = Number(env.SHARE_LINK_DAYS ?? DEFAULT_SHARE_DAYS);
+  return Number.isFinite(days) && days > 0 ? Math.min(MAX_SHARE_SECONDS, Math.round(days * 24 * 3600)) : DEFAULT_SHARE_DAYS * 24 * 3600;
+}
 
 const TOKEN_RE = /^mss_[A-Za-z0-9_-]{43}$/;
 
@@ -43,7 +50,7 @@ export async function createShareLink(
     scope: input.scope,
     hash: await sha256Hex(token),
     createdAt: now,
-    expiresAt: input.expiresIn ? now + input.expiresIn * 1000 : null,
+    expiresAt: now + (input.expiresIn ?? defaultShareSeconds(env)) * 1000,
     revokedAt: null,
   };
   await db(env.DB).insert(shareLinks).values(row);

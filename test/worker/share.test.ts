@@ -20,7 +20,9 @@ describe("share links", () => {
     expect(res.status).toBe(201);
     const view = (await res.json()) as { id: string; url: string; scope: string; expiresAt: number | null };
     expect(view.scope).toBe("view");
-    expect(view.expiresAt).toBeNull();
+    // A link made without an expiry still dies: 30 days on (SHARE_LINK_DAYS).
+    expect(view.expiresAt).toBeGreaterThan(Date.now() + 30 * 86_400_000 - 60_000);
+    expect(view.expiresAt).toBeLessThanOrEqual(Date.now() + 30 * 86_400_000);
     const token = pagePath(view.url).split("/")[2]!;
     expect(token).toMatch(/^mss_[A-Za-z0-9_-]{43}$/);
 

@@ -97,6 +97,8 @@ describe("the /multishot slash command", () => {
     expect(await count("SELECT count(*) AS n FROM slack_runs WHERE run_id = ?", id)).toBe(1);
     // One share link, shown to the person who ran the command.
     expect(await count("SELECT count(*) AS n FROM share_links WHERE run_id = ?", id)).toBe(1);
+    // It expires, as every share link does (30 days by default): a link posted in a channel is not forever.
+    expect(await count("SELECT count(*) AS n FROM share_links WHERE run_id = ? AND expires_at > ? AND expires_at <= ?", id, Date.now() + 29 * 86_400_000, Date.now() + 30 * 86_400_000)).toBe(1);
     expect(texts.join("\n")).toMatch(/Watch it live: http:\/\/\S+\/r\/mss_[A-Za-z0-9_-]{43}/);
 
     const run = (await (await api(`/api/runs/${id}`)).json()) as { prompt: string; config: { attempts: number; agent: string } };
