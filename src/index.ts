@@ -18,7 +18,7 @@ import { slack } from "./routes/slack.ts";
 import { webhooks } from "./routes/webhooks.ts";
 import { scheduledSweep } from "./sweep.ts";
 import { db } from "./db/client.ts";
-import { purgeIdempotencyKeys } from "./db/queries.ts";
+import { purgeIdempotencyKeys, purgeKeyStreams } from "./db/queries.ts";
 import { IDEMPOTENCY_TTL_MS } from "./routes/idempotency.ts";
 
 export { RunCoordinator } from "./durable/run-coordinator.ts";
@@ -47,5 +47,7 @@ export default {
     ctx.waitUntil(scheduledSweep(env));
     // Idempotency-Key answers older than a day replay nothing: they go.
     ctx.waitUntil(purgeIdempotencyKeys(db(env.DB), Date.now() - IDEMPOTENCY_TTL_MS).catch((err) => console.error("purging idempotency keys failed", err)));
+    // A stream a key opened over a month ago is long closed: its note goes.
+    ctx.waitUntil(purgeKeyStreams(db(env.DB), Date.now() - 30 * 86_400_000).catch((err) => console.error("purging key streams failed", err)));
   },
 } satisfies ExportedHandler<Env>;

@@ -2,7 +2,7 @@
 import { and, desc, eq, lt, or } from "drizzle-orm";
 import type { AttemptState, RoundState, RunState } from "../durable/state.ts";
 import type { RunStatus } from "../vocabulary.ts";
-import { accounts, apiKeys, attempts, idempotencyKeys, rounds, runs } from "./schema.ts";
+import { accounts, apiKeys, attempts, idempotencyKeys, keyStreams, rounds, runs } from "./schema.ts";
 
 import type { Db } from "./client.ts";
 
@@ -117,6 +117,26 @@ export async function settleIdempotencyKey(d: Db, accountId: string, key: string
 
 export async function releaseIdempotencyKey(d: Db, accountId: string, key: string): Promise<void> {
   await d.delete(idempotencyKeys).where(and(eq(idempotencyKeys.accountId, accountId), eq(idempotencyKeys.key, key)));
+}
+
+// ---- streams held by API keys ----
+
+/** Notes that a key opened a stream on a run (before the stream opens, so a revoke finds it). */
+export async function recordKeyStream(d: Db, keyId: string, runId: string): Promise<void> {
+  await d
+    .insert(keyStreams)
+    .values({ keyId, runId, openedAt: Date.now() })
+    .onConflictDoUpdate({ target: [keyStreams.keyId, keyStreams.runId], set: { openedAt: Date.now() } });
+}
+
+/** The runs a key has opened streams on; they are forgotten as they are read (the key is being revoked). */
+export async function takeKeyStreamRuns(d: Db, keyId: string): Promise<string[]> {
+  const rows = await d.delete(keyStreams).where(eq(keyStreams.keyId, keyId)).returning({ runId: keyStreams.runId });
+  return rows.map((r) => r.runId);
+}
+
+export async function purgeKeyStreams(d: Db, before: number): Promise<void> {
+  await d.delete(keyStreams).where(lt(keyStreams.openedAt, before));
 }
 
 /** Deletes Idempotency-Key rows made before `before` (they no longer replay); how many went. */

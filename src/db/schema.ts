@@ -309,6 +309,21 @@ export const sweeps = sqliteTable(
 );
 
 /**
+ * Which runs an API key has opened an event stream or live socket on: revoking the key closes them
+ * there at once (src/routes/keys.ts). A row is written when a stream opens and goes with the revoke,
+ * or with the cron sweep after a month.
+ */
+export const keyStreams = sqliteTable(
+  "key_streams",
+  {
+    keyId: text("key_id").notNull(),
+    runId: text("run_id").notNull(),
+    openedAt: integer("opened_at", { mode: "number" }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.keyId, t.runId] })],
+);
+
+/**
  * Attempts a start or a next round holds against its account's limits while it starts: from the
  * atomic check until the run's Durable Object has mirrored its attempts here (then the row goes). Two
  * starts racing each other both count them, so together they can never pass a limit (src/limits.ts).

@@ -1,6 +1,6 @@
 // Watching a run live: the event log as Server-Sent Events, and hibernatable WebSockets that get each
 // event as it is appended and the run's view shortly after each change. A share link's streams end when
-// the link expires or is revoked.
+// the link expires or is revoked, an API key's when the key is revoked.
 import type { EventLog } from "./event-log.ts";
 import type { RunEvent } from "./state.ts";
 import type { RunView } from "./view.ts";
@@ -9,6 +9,13 @@ import type { RunView } from "./view.ts";
 const VIEW_PUSH_MS = 150;
 /** How often an open event stream looks for new events. */
 const SSE_TICK_MS = 250;
+
+/** Who opened a stream: a share link (with its expiry) or an API key, or neither (the local dev key). */
+export interface StreamHolder {
+  link: string | null;
+  linkExpiresAt: number | null;
+  key: string | null;
+}
 
 export interface LiveHost {
   ctx: DurableObjectState;
@@ -19,8 +26,9 @@ export interface LiveHost {
 
 export class Live {
   private readonly host: LiveHost;
-  /** Share links revoked while this instance lives: their open SSE streams end. */
+  /** Share links and API keys revoked while this instance lives: their open SSE streams end. */
   private readonly revokedLinks = new Set<string>();
+  private readonly revokedKeys = new Set<string>();
   private viewPushTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(host: LiveHost) {
@@ -40,7 +48,8 @@ export class Live {
    * away. The stream reads the log from storage on its own short tick, so it never shares an I/O object
    * with the alarm's steps.
    */
-  events(after: number, link: string | null, linkExpiresAt: number | null): Response {
+  events(after: number, holder: StreamHolder): Response {
+    const { link, linkExpiresAt, key } = holder;
     const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
     const writer = writable.getWriter();
     const encoder = new TextEncoder();
@@ -53,6 +62,7 @@ export class Live {
         for (;;) {
           if (linkExpiresAt !== null && Date.now() >= linkExpiresAt) return await this.end(writer, send, "link.expired");
           if (link !== null && this.revokedLinks.has(link)) return await this.end(writer, send, "link.revoked");
+          if (key !== null && this.revokedKeys.has(key)) return await this.end(writer, send, "key.revoked");
           const batch = this.host.events.after(last, 200);
           for (const e of batch) {
             await send(`id: ${e.seq}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
@@ -78,16 +88,18 @@ export class Live {
    * `{type: "event", event}` and the run's view as `{type: "run", seq, run}` shortly after it changes.
    * Nothing awaits between reading the log and accepting the socket, so no event falls in between.
    */
-  accept(request: Request, after: number, link: string | null, linkExpiresAt: number | null): Response {
+  accept(request: Request, after: number, holder: StreamHolder): Response {
+    const { link, linkExpiresAt, key } = holder;
     if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
       return jsonError(426, "upgrade_required", "connect with a WebSocket", { upgrade: "websocket" });
     }
     // A link revoked between the route's check and this (closeLink already ran): refuse as the route would.
     if (link !== null && this.revokedLinks.has(link)) return jsonError(404, "link_expired", "this share link has expired or was revoked");
+    if (key !== null && this.revokedKeys.has(key)) return jsonError(401, "unauthorized", "this API key has been revoked");
     const view = this.host.view();
     if (!view) throw new Error("this run has not been started");
     const { 0: client, 1: server } = new WebSocketPair();
-    this.host.ctx.acceptWebSocket(server, link ? [`link:${link}`] : []);
+    this.host.ctx.acceptWebSocket(server, [...(link ? [`link:${link}`] : []), ...(key ? [`key:${key}`] : [])]);
     server.serializeAttachment({ linkExpiresAt });
     if (Number.isInteger(after) && after > 0) {
       for (let batch = this.host.events.after(after, 500); batch.length; batch = this.host.events.after(after, 500)) {
@@ -105,6 +117,14 @@ export class Live {
     this.revokedLinks.add(linkId);
     const sockets = this.host.ctx.getWebSockets(`link:${linkId}`);
     for (const ws of sockets) tryClose(ws, 4001, "link revoked");
+    return sockets.length;
+  }
+
+  /** Closes the live sockets and streams an API key opened (it was revoked); answers how many sockets. */
+  closeKey(keyId: string): number {
+    this.revokedKeys.add(keyId);
+    const sockets = this.host.ctx.getWebSockets(`key:${keyId}`);
+    for (const ws of sockets) tryClose(ws, 4001, "key revoked");
     return sockets.length;
   }
 

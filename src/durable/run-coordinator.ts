@@ -271,6 +271,11 @@ export class RunCoordinator extends DurableObject<Env> {
     return this.live.closeLink(linkId);
   }
 
+  /** Closes the live sockets and streams an API key opened (it was revoked); answers how many sockets. */
+  async closeKey(keyId: string): Promise<number> {
+    return this.live.closeKey(keyId);
+  }
+
   // ---------------------------------------------------------------- the platform's events
 
   /** `/events`: the event log as SSE; `/live`: a live WebSocket. A share link's ends when the link does. */
@@ -280,8 +285,9 @@ export class RunCoordinator extends DurableObject<Env> {
     const after = Number(url.searchParams.get("after") ?? "0");
     const link = url.searchParams.get("link");
     const linkExpiresAt = Number(url.searchParams.get("expires") ?? "0") || null;
-    if (url.pathname === "/live") return this.live.accept(request, after, link, linkExpiresAt);
-    if (url.pathname === "/events") return this.live.events(after, link, linkExpiresAt);
+    const holder = { link, linkExpiresAt, key: url.searchParams.get("key") };
+    if (url.pathname === "/live") return this.live.accept(request, after, holder);
+    if (url.pathname === "/events") return this.live.events(after, holder);
     return new Response("not found", { status: 404 });
   }
 

@@ -9,6 +9,8 @@ export type AppEnv = {
     scopes: Scope[];
     /** The caller used ADMIN_TOKEN: an operator, not an account. */
     operator: boolean;
+    /** The API key's id (null for ADMIN_TOKEN and the local dev key, which cannot be revoked). */
+    keyId: string | null;
     /** What Idempotency-Key replays instead of the answer, when the answer holds a secret (a new API key). */
     idempotentReplay?: unknown;
   };

@@ -19,11 +19,13 @@ export const requireApiKey = createMiddleware<AppEnv>(async (c, next) => {
 
   if (c.env.ADMIN_TOKEN && (await timingSafeEqualStrings(key, c.env.ADMIN_TOKEN))) {
     c.set("operator", true);
+    c.set("keyId", null);
     c.set("accountId", "");
     c.set("scopes", []);
     return next();
   }
   c.set("operator", false);
+  c.set("keyId", null);
   const devKey = c.env.MULTISHOT_DEV_API_KEY;
   if (devKey && isLocalMode(c.env) && (await timingSafeEqualStrings(key, devKey))) {
     c.set("accountId", await ensureLocalAccount(d));
@@ -37,6 +39,7 @@ export const requireApiKey = createMiddleware<AppEnv>(async (c, next) => {
       if (!(await timingSafeEqualStrings(hash, row.hash))) continue;
       if (row.revokedAt !== null) throw new ApiError(401, "unauthorized", "this API key has been revoked");
       c.set("accountId", row.accountId);
+      c.set("keyId", row.id);
       c.set("scopes", parseScopes(row.scopes));
       if (row.lastUsedAt === null || Date.now() - row.lastUsedAt > KEY_TOUCH_INTERVAL_MS) {
         c.executionCtx.waitUntil(touchKey(d, row.id).catch(() => {}));

@@ -3,7 +3,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import { randomId } from "../crypto.ts";
 import { db } from "../db/client.ts";
-import { createAccount, insertKey, listKeys, revokeKey } from "../db/queries.ts";
+import { createAccount, insertKey, listKeys, revokeKey, takeKeyStreamRuns } from "../db/queries.ts";
 import { eq } from "drizzle-orm";
 import { accounts as accountsTable } from "../db/schema.ts";
 import { ApiError, notFound } from "../errors.ts";
@@ -48,8 +48,13 @@ export const keys = new Hono<AppEnv>()
   })
   .delete("/:keyId", async (c) => {
     const now = Date.now();
-    if (!(await revokeKey(db(c.env.DB), c.get("accountId"), c.req.param("keyId"), now))) throw notFound("API key");
-    return c.json({ id: c.req.param("keyId"), revokedAt: now });
+    const keyId = c.req.param("keyId");
+    const d = db(c.env.DB);
+    if (!(await revokeKey(d, c.get("accountId"), keyId, now))) throw notFound("API key");
+    // What it holds open ends now: its event streams and live sockets, in each run's object.
+    const runIds = await takeKeyStreamRuns(d, keyId);
+    const closed = await Promise.all(runIds.map((id) => c.env.RUN_COORDINATOR.get(c.env.RUN_COORDINATOR.idFromName(id)).closeKey(keyId)));
+    return c.json({ id: keyId, revokedAt: now, closedSockets: closed.reduce((a, b) => a + b, 0) });
   });
 
 export const accountLimitsSchema = z.strictObject({

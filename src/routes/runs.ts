@@ -1,10 +1,10 @@
 // /api/runs: start, read, list and cancel runs. Routes validate, authorize, and hand off to the run's
 // Durable Object; D1 answers listings and ownership.
-import { Hono } from "hono";
+import { Hono, type Context } from "hono";
 import { attemptArtifactKey } from "../artifact-keys.ts";
 import { randomId } from "../crypto.ts";
 import { db } from "../db/client.ts";
-import { listRuns } from "../db/queries.ts";
+import { listRuns, recordKeyStream } from "../db/queries.ts";
 import { RUN_STATUSES, type RunStatus } from "../vocabulary.ts";
 import type { RunEvent } from "../durable/state.ts";
 import { ApiError, notFound } from "../errors.ts";
@@ -66,7 +66,7 @@ export const runs = new Hono<AppEnv>()
     const after = Number(c.req.header("last-event-id") ?? c.req.query("after") ?? "0");
     if (!Number.isInteger(after) || after < 0) throw new ApiError(400, "invalid_parameter", "after must be a sequence number");
     if ((c.req.header("accept") ?? "").includes("text/event-stream")) {
-      return coordinator(c.env, id).fetch(`https://run/events?after=${after}`, { signal: c.req.raw.signal });
+      return coordinator(c.env, id).fetch(`https://run/events?after=${after}${await heldBy(c, id)}`, { signal: c.req.raw.signal });
     }
     const events = JSON.parse(await coordinator(c.env, id).eventsJson(after, 500)) as RunEvent[];
     return c.json({ events, next: events.length ? events[events.length - 1]!.seq : after });
@@ -77,7 +77,7 @@ export const runs = new Hono<AppEnv>()
     const id = await ownedRun(c);
     const after = Number(c.req.query("after") ?? "0");
     if (!Number.isInteger(after) || after < 0) throw new ApiError(400, "invalid_parameter", "after must be a sequence number");
-    return coordinator(c.env, id).fetch(`https://run/live?after=${after}`, { headers: c.req.raw.headers });
+    return coordinator(c.env, id).fetch(`https://run/live?after=${after}${await heldBy(c, id)}`, { headers: c.req.raw.headers });
   })
 
   .post("/:id/cancel", async (c) => c.json(await coordinator(c.env, await ownedRun(c)).cancel()))
@@ -118,3 +118,13 @@ export async function artifact(env: AppEnv["Bindings"], id: string, round: numbe
   });
 }
 
+/**
+ * A stream or socket opened with an API key is noted against the key (in D1, before it opens) and tagged
+ * with it in the run's object, so that revoking the key closes it there at once.
+ */
+async function heldBy(c: Context<AppEnv>, runId: string): Promise<string> {
+  const keyId = c.get("keyId");
+  if (!keyId) return "";
+  await recordKeyStream(db(c.env.DB), keyId, runId);
+  return `&key=${encodeURIComponent(keyId)}`;
+}

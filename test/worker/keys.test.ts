@@ -72,6 +72,44 @@ describe("accounts and API keys", () => {
   });
 });
 
+describe("revoking a key", () => {
+  it("ends the event streams and live sockets it holds open, at once", async () => {
+    const { adminKey } = await newAccount();
+    const made = (await (await api("/api/keys", { method: "POST", json: { name: "watcher", scopes: ["runs:read", "runs:write"] }, key: adminKey })).json()) as { id: string; key: string };
+    const started = await api("/api/runs", { method: "POST", json: { prompt: "watched [hang]", agent: "demo", attempts: 1 }, key: made.key });
+    expect(started.status).toBe(202);
+    const runId = ((await started.json()) as { id: string }).id;
+
+    const sse = await api(`/api/runs/${runId}/events`, { key: made.key, headers: { accept: "text/event-stream" } });
+    expect(sse.status).toBe(200);
+    const stream = sse.body!.pipeThrough(new TextDecoderStream()).getReader();
+    expect((await stream.read()).value).toContain(": multishot run events");
+    const live = await api(`/api/runs/${runId}/live`, { key: made.key, headers: { upgrade: "websocket" } });
+    expect(live.status).toBe(101);
+    const ws = live.webSocket!;
+    const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.addEventListener("close", (e) => resolve({ code: e.code, reason: e.reason })));
+    ws.accept();
+    // Another key's socket on the same run stays open.
+    const other = await api(`/api/runs/${runId}/live`, { key: adminKey, headers: { upgrade: "websocket" } });
+    const otherWs = other.webSocket!;
+    let otherClosed = false;
+    otherWs.addEventListener("close", () => (otherClosed = true));
+    otherWs.accept();
+
+    const revoked = await api(`/api/keys/${made.id}`, { method: "DELETE", key: adminKey });
+    expect(revoked.status).toBe(200);
+    expect(((await revoked.json()) as { closedSockets: number }).closedSockets).toBe(1);
+    expect(await closed).toEqual({ code: 4001, reason: "key revoked" });
+    let text = "";
+    for (let chunk = await stream.read(); !chunk.done; chunk = await stream.read()) text += chunk.value;
+    expect(text).toContain("event: key.revoked");
+    expect(otherClosed).toBe(false);
+    otherWs.close(1000, "done");
+    expect(await code(await api(`/api/runs/${runId}/events`, { key: made.key, headers: { accept: "text/event-stream" } }))).toEqual([401, "unauthorized"]);
+    await api(`/api/runs/${runId}/cancel`, { method: "POST", key: adminKey });
+  });
+});
+
 describe("Idempotency-Key", () => {
   it("answers the same key twice with the first answer and starts one run", async () => {
     const { accountId, adminKey } = await newAccount();
