@@ -17,6 +17,7 @@ async function workerdBindings(inject: <K extends "localSandboxUrl" | "localSand
     TEST_MIGRATIONS: await readD1Migrations("./migrations"),
     DAYTONA_API_URL: inject("localSandboxApiUrl") as string,
     LOCAL_SANDBOX_URL: inject("localSandboxUrl") as string,
+    MULTISHOT_LOCAL: "1",
     MULTISHOT_DEV_API_KEY: "test-dev-key",
     ADMIN_TOKEN: "test-admin-token",
     MULTISHOT_SIGNING_SECRET: "test-signing-secret",

@@ -84,6 +84,7 @@ async function main() {
         ? "it behaves as Daytona's Tier 1 does: sandboxes cannot reach this service (nor any port of this machine but their own), deletes only mark, quotas of 10 vCPU / 10 GiB / 30 GiB; LOCAL_SANDBOX_PROFILE=lenient for open egress"
         : "it runs its lenient profile: open egress (as Daytona's Tier 3), deletes at once, no quotas",
     );
+    config.MULTISHOT_LOCAL = "1";
     config.MULTISHOT_SIGNING_SECRET ??= randomBytes(32).toString("hex");
     if (!config.MULTISHOT_DEV_API_KEY) {
       config.MULTISHOT_DEV_API_KEY = `msk_local_${randomBytes(12).toString("hex")}`;

@@ -27,6 +27,8 @@ export interface Env extends WorkerBindings {
   ADMIN_TOKEN?: string;
   /** Local mode only: a valid API key of the local account. */
   MULTISHOT_DEV_API_KEY?: string;
+  /** `1`: local mode (set by `npm start` when it runs the local sandbox server; never in a deployment). */
+  MULTISHOT_LOCAL?: string;
   /** Set by `npm start` for each start: /health echoes it, so start-up knows the Worker answering is its own. */
   MULTISHOT_BOOT_ID?: string;
   /** Secret. Given to claude-code attempts (API-key mode). */
@@ -67,7 +69,12 @@ export interface Env extends WorkerBindings {
   UPLOAD_PART_BYTES?: string;
 }
 
-/** Local mode: no Daytona credentials, so the Worker talks to the local sandbox server. */
+/**
+ * Local mode, which `npm start` (and the test setup) says with MULTISHOT_LOCAL=1, and only when it runs
+ * the local sandbox server: the dev API key works, http webhook URLs are allowed, and a missing
+ * MULTISHOT_SIGNING_SECRET falls back to a fixed development one. Never inferred from a missing Daytona
+ * key: a deployment that forgot its key would otherwise sign URLs with a secret anyone can read here.
+ */
 export function isLocalMode(env: Env): boolean {
-  return !env.DAYTONA_API_KEY && !env.DAYTONA_JWT_TOKEN;
+  return env.MULTISHOT_LOCAL === "1" && !env.DAYTONA_API_KEY && !env.DAYTONA_JWT_TOKEN;
 }

@@ -11,7 +11,7 @@ import { ApiError } from "./errors.ts";
 export function signingSecret(env: Env): string {
   if (env.MULTISHOT_SIGNING_SECRET) return env.MULTISHOT_SIGNING_SECRET;
   if (isLocalMode(env)) return "multishot-local-development-only";
-  throw new ApiError(500, "misconfigured", "MULTISHOT_SIGNING_SECRET is not set");
+  throw new ApiError(503, "misconfigured", "MULTISHOT_SIGNING_SECRET is not set: this deployment cannot sign or check its URLs until the operator sets it");
 }
 
 type Purpose = "ingest" | "llm";

@@ -39,8 +39,8 @@ describe("configuration", () => {
     const documented = readmeSettings();
     expect(documented.length).toBeGreaterThan(20);
     expect(documented).toEqual(envSettings());
-    // PUBLIC_URL is handed over too, with npm start's own default when unset; MULTISHOT_BOOT_ID is npm
-    // start's own, made on every start.
-    expect([...PASSED_THROUGH, "PUBLIC_URL", "MULTISHOT_BOOT_ID"].sort()).toEqual(documented);
+    // PUBLIC_URL is handed over too, with npm start's own default when unset; MULTISHOT_BOOT_ID and
+    // MULTISHOT_LOCAL are npm start's own, set on every start (the second only in local mode).
+    expect([...PASSED_THROUGH, "PUBLIC_URL", "MULTISHOT_BOOT_ID", "MULTISHOT_LOCAL"].sort()).toEqual(documented);
   });
 });
