@@ -226,7 +226,7 @@ const open: Command = {
   positionals: { min: 1, max: 1 },
   options: {
     control: { type: "boolean", help: "a control link: its holder can pick, start rounds and cancel (default: view only)" },
-    expires: { type: "string", value: "TIME", help: "the link stops working after this long: 90s, 30m, 12h, 7d (default: never)" },
+    expires: { type: "string", value: "TIME", help: "the link stops working after this long: 90s, 30m, 12h, 7d (default: the service's, 30 days)" },
     browser: { type: "boolean", short: "b", help: "also open it in a browser" },
   },
   async run(ctx, o, [rawId]) {

@@ -158,7 +158,9 @@ describe("the multishot CLI", () => {
     expect(list.runs.find((r) => r.id === id)).toMatchObject({ status: "succeeded", attempts: 2, agent: "demo" });
 
     const view = await json<{ scope: string; url: string; expiresAt: number | null }>(["open", id]);
-    expect(view).toMatchObject({ scope: "view", expiresAt: null });
+    // Without --expires the link lives the service's default, 30 days.
+    expect(view).toMatchObject({ scope: "view" });
+    expect(view.expiresAt! - Date.now()).toBeGreaterThan(29 * 86_400_000);
     const page = await fetch(view.url);
     expect(page.status).toBe(200);
     expect(await page.text()).toContain(id);
