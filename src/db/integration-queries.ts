@@ -213,6 +213,16 @@ export async function insertLinkCode(d: Db, row: { hash: string; accountId: stri
 }
 
 /** Uses a link code once: its account and scope, or null when it is unknown, used or expired. */
+/** A link code's scope while it can still be redeemed (without using it), or undefined. */
+export async function linkCodeScope(d: Db, hash: string, now: number) {
+  const row = await d
+    .select({ scope: slackLinkCodes.scope })
+    .from(slackLinkCodes)
+    .where(and(eq(slackLinkCodes.hash, hash), isNull(slackLinkCodes.usedAt), gt(slackLinkCodes.expiresAt, now)))
+    .get();
+  return row?.scope;
+}
+
 export async function redeemLinkCode(d: Db, hash: string, now: number) {
   return d
     .update(slackLinkCodes)

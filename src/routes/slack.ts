@@ -16,6 +16,7 @@ import {
   insertLinkCode,
   linkSlack,
   listSlackLinks,
+  linkCodeScope,
   redeemLinkCode,
   setSlackRunShare,
   slackAccount,
@@ -26,7 +27,7 @@ import { isLocalMode, type Env } from "../env.ts";
 import { ApiError, notFound } from "../errors.ts";
 import { derivedRunId, seal, unseal } from "../integrations/derive.ts";
 import { verifySlackRequest } from "../integrations/signatures.ts";
-import { SlackApi, postToResponseUrl } from "../integrations/slack-api.ts";
+import { SlackApi, SlackApiError, postToResponseUrl } from "../integrations/slack-api.ts";
 import { parseSlackCommand } from "../integrations/slack-command.ts";
 import {
   NEXT_ROUND_ACTION,
@@ -258,12 +259,34 @@ export const slack = new Hono<AppEnv>()
 /** `/multishot link <code>`: the code's account gets this workspace (team code) or this user (user code). */
 async function redeemLink(env: Env, code: string, teamId: string, userId: string): Promise<string> {
   const d = db(env.DB);
-  const redeemed = /^msl_[a-z2-7]{20}$/.test(code) ? await redeemLinkCode(d, await sha256Hex(code), Date.now()) : undefined;
+  const hash = /^msl_[a-z2-7]{20}$/.test(code) ? await sha256Hex(code) : null;
+  // A workspace is linked by one of its admins only: any member could otherwise send every colleague's
+  // /multishot to an account of their own. Checked before the code is used, so a refusal keeps it.
+  if (hash && (await linkCodeScope(d, hash, Date.now())) === "team") {
+    const refused = await notWorkspaceAdmin(env, userId);
+    if (refused) return refused;
+  }
+  const redeemed = hash ? await redeemLinkCode(d, hash, Date.now()) : undefined;
   if (!redeemed) return "That link code is unknown, used or expired. Make a new one with `POST /api/slack/link-codes`.";
   const who = redeemed.scope === "team" ? "This workspace" : "You";
   const result = await linkSlack(d, { id: randomId("slk"), accountId: redeemed.accountId, teamId, userId: redeemed.scope === "team" ? "" : userId });
   if (result === "taken") return `${who} ${redeemed.scope === "team" ? "is" : "are"} linked to another multishot account already; unlink there first.`;
   return `${who} ${redeemed.scope === "team" ? "is" : "are"} now linked to multishot account ${redeemed.accountId}: \`/multishot <prompt>\` starts runs there.`;
+}
+
+/** Why this Slack user may not link the workspace (not an admin or owner, per users.info), or null. */
+async function notWorkspaceAdmin(env: Env, userId: string): Promise<string | null> {
+  const api = new SlackApi(env);
+  if (!api.configured) return "Linking a workspace needs the service's SLACK_BOT_TOKEN (to check that you are a workspace admin); ask its operator, or link just yourself with a user code.";
+  const notAdmin =
+    "Only a workspace admin or owner can link this workspace. Ask one to run the command, or link just yourself with a user code (`POST /api/slack/link-codes {\"scope\": \"user\"}`).";
+  try {
+    const { user } = await api.call<{ user: { is_admin?: boolean; is_owner?: boolean; is_primary_owner?: boolean } }>("users.info", { user: userId });
+    return user.is_admin || user.is_owner || user.is_primary_owner ? null : notAdmin;
+  } catch (err) {
+    if (err instanceof SlackApiError && err.error === "user_not_found") return notAdmin;
+    return `Could not check that you are a workspace admin (${err instanceof Error ? err.message : String(err)}); the code is still good, try again.`;
+  }
 }
 
 /**

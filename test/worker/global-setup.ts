@@ -3,13 +3,18 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { TestProject } from "vitest/node";
+import { startFakeSlack } from "../../tools/fake-slack/server.ts";
 import { startLocalSandbox } from "../support/processes.ts";
+
+/** The bot token the fake Slack takes, and its workspace's users (test/worker/slack.test.ts). */
+export const FAKE_SLACK_TOKEN = "xoxb-fake-worker-tests";
 
 declare module "vitest" {
   export interface ProvidedContext {
     localSandboxUrl: string;
     localSandboxApiUrl: string;
     lostReportsUrl: string;
+    fakeSlackApiUrl: string;
   }
 }
 
@@ -27,8 +32,14 @@ export default async function setup(project: TestProject) {
   });
   await new Promise<void>((ok) => lost.listen(0, "127.0.0.1", ok));
   project.provide("lostReportsUrl", `http://127.0.0.1:${(lost.address() as AddressInfo).port}`);
+  const slack = await startFakeSlack({
+    token: FAKE_SLACK_TOKEN,
+    users: { U0ADMIN: { is_admin: true }, U0OWNER: { is_owner: true, is_primary_owner: true }, U0MEMBER: {} },
+  });
+  project.provide("fakeSlackApiUrl", slack.apiUrl);
   return async () => {
     lost.close();
+    await slack.close();
     await server.stop();
   };
 }

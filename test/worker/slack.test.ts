@@ -1,12 +1,13 @@
 // The Slack slash command inside workerd: a request Slack signed starts one run however often Slack
 // delivers it; one not signed right is refused with 401 and starts nothing; a workspace that is not
-// linked to an account (outside local mode) starts nothing until an admin's link code links it.
+// linked to an account (outside local mode) starts nothing until one of the workspace's admins redeems a
+// link code an account admin made (the fake Slack's users.info says who is a workspace admin).
 //
 // The Worker's configuration has no Slack secret, so these requests go to the app with one added to
 // its bindings (every binding stays the real one). Progress messages and the button flow are tested end
 // to end against a fake Slack in test/node/slack.test.ts.
 import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:test";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, inject, it } from "vitest";
 import { app } from "../../src/index.ts";
 import { ADMIN_TOKEN, api } from "./helpers.ts";
 
@@ -188,7 +189,8 @@ describe("the /multishot slash command", () => {
   });
 
   it("outside local mode, starts runs only for a workspace an account admin linked with a one-time code", async () => {
-    const deployed = { DAYTONA_API_KEY: "pretend-deployed" };
+    // Outside local mode, with a bot token for the fake Slack's users.info (U0ADMIN is an admin there).
+    const deployed = { DAYTONA_API_KEY: "pretend-deployed", SLACK_API_URL: inject("fakeSlackApiUrl"), SLACK_BOT_TOKEN: "xoxb-fake-worker-tests" };
     const team = `T${crypto.randomUUID().slice(0, 8).toUpperCase()}`;
     const before = await runs();
     const unlinked = await slack("/slack/commands", command("a site [hang] --agent demo", { team }), { env: deployed });
@@ -203,9 +205,16 @@ describe("the /multishot slash command", () => {
     expect(code).toMatch(/^msl_[a-z2-7]{20}$/);
     expect(JSON.stringify(await env.DB.prepare("SELECT * FROM slack_link_codes").all())).not.toContain(code);
 
-    const linked = await slack("/slack/commands", command(`link ${code}`, { team }), { env: deployed });
+    // A member who is not a workspace admin cannot link the workspace; the code stays good.
+    for (const user of ["U0MEMBER", "U0UNKNOWN"]) {
+      const refused = await slack("/slack/commands", command(`link ${code}`, { team, user }), { env: deployed });
+      expect(((await refused.json()) as { text: string }).text, user).toContain("Only a workspace admin or owner can link this workspace");
+    }
+    const noToken = await slack("/slack/commands", command(`link ${code}`, { team, user: "U0ADMIN" }), { env: { ...deployed, SLACK_BOT_TOKEN: undefined } });
+    expect(((await noToken.json()) as { text: string }).text).toContain("needs the service's SLACK_BOT_TOKEN");
+    const linked = await slack("/slack/commands", command(`link ${code}`, { team, user: "U0ADMIN" }), { env: deployed });
     expect(((await linked.json()) as { text: string }).text).toContain(`linked to multishot account ${account.id}`);
-    const reused = await slack("/slack/commands", command(`link ${code}`, { team }), { env: deployed });
+    const reused = await slack("/slack/commands", command(`link ${code}`, { team, user: "U0ADMIN" }), { env: deployed });
     expect(((await reused.json()) as { text: string }).text).toContain("unknown, used or expired");
 
     const res = await slack("/slack/commands", command("a linked site [hang] --agent demo --attempts 1", { team }), { env: deployed });
@@ -221,7 +230,7 @@ describe("the /multishot slash command", () => {
     const other = await api("/api/accounts", { method: "POST", json: { name: "slack-rival" }, key: ADMIN_TOKEN });
     const rivalKey = ((await other.json()) as { key: { key: string } }).key.key;
     const rivalCode = ((await (await api("/api/slack/link-codes", { method: "POST", json: {}, key: rivalKey })).json()) as { code: string }).code;
-    const takeover = await slack("/slack/commands", command(`link ${rivalCode}`, { team }), { env: deployed });
+    const takeover = await slack("/slack/commands", command(`link ${rivalCode}`, { team, user: "U0OWNER" }), { env: deployed });
     expect(((await takeover.json()) as { text: string }).text).toContain("another multishot account");
 
     const links = (await (await api("/api/slack/links", { key: key.key })).json()) as { links: { id: string; teamId: string; userId: string }[] };

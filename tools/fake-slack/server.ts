@@ -3,6 +3,8 @@
 //   POST /api/chat.postMessage   {channel, text, blocks?} -> {ok, channel, ts, message}
 //   POST /api/chat.update        {channel, ts, text, blocks?} -> {ok, channel, ts, text, message}
 //   POST /api/views.open         {trigger_id, view} -> {ok, view: {id, …view}}
+//   POST /api/users.info         {user} -> {ok, user: {id, team_id, name, is_admin, is_owner, is_primary_owner}}
+//                                (the users the fake was started with; others: user_not_found)
 //   POST /response/<id>          a command's or an action's response_url -> "ok"
 //
 // Web API calls need `Authorization: Bearer <token>` with the token the fake was started with (else
@@ -37,6 +39,8 @@ export interface FakeSlackOptions {
   token: string;
   /** Channels whose postMessage answers `not_in_channel`. */
   closedChannels?: string[];
+  /** The workspace's users, for users.info: id -> what Slack says of their role. */
+  users?: Record<string, { name?: string; is_admin?: boolean; is_owner?: boolean; is_primary_owner?: boolean }>;
   log?: (line: string) => void;
 }
 
@@ -127,6 +131,25 @@ export async function startFakeSlack(opts: FakeSlackOptions): Promise<FakeSlack>
           const view = (typeof args.view === "string" ? JSON.parse(args.view) : args.view) as Record<string, unknown> | undefined;
           if (!view || view.type !== "modal") return json(200, { ok: false, error: "invalid_arguments" });
           return json(200, { ok: true, view: { id: `V${String(++viewCounter).padStart(8, "0")}`, ...view } });
+        }
+        case "users.info": {
+          const id = String(args.user ?? "");
+          const u = opts.users?.[id];
+          if (!u) return json(200, { ok: false, error: "user_not_found" });
+          return json(200, {
+            ok: true,
+            user: {
+              id,
+              team_id: "T0FAKE",
+              name: u.name ?? id.toLowerCase(),
+              deleted: false,
+              is_admin: u.is_admin ?? false,
+              is_owner: u.is_owner ?? false,
+              is_primary_owner: u.is_primary_owner ?? false,
+              is_restricted: false,
+              is_bot: false,
+            },
+          });
         }
         default:
           return json(200, { ok: false, error: "unknown_method" });
