@@ -18,6 +18,8 @@ export interface Env extends WorkerBindings {
   /** Snapshot (or image) sandboxes are created from when a run names none. */
   DAYTONA_SNAPSHOT?: string;
 
+  /** DNS over HTTPS (JSON API) that outbound webhook hosts are resolved with, to refuse private addresses. */
+  DNS_RESOLVER_URL?: string;
   /** Days a share link lives when made without `expiresIn` (Slack's view links too). Default 30. */
   SHARE_LINK_DAYS?: string;
 

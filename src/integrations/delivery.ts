@@ -2,6 +2,7 @@
 // try's timestamp. Used by the run's outbox and by manual redelivery alike.
 import type { Env } from "../env.ts";
 import { webhookSecret } from "./derive.ts";
+import { refusedDestination } from "./destinations.ts";
 import { MULTISHOT_DELIVERY, MULTISHOT_EVENT, MULTISHOT_SIGNATURE, MULTISHOT_TIMESTAMP, multishotSignature } from "./signatures.ts";
 
 /** How long a receiver gets to answer one try. */
@@ -19,6 +20,9 @@ export async function sendDelivery(
   endpoint: { id: string; url: string; secretVersion: number },
   d: { id: string; eventType: string; payload: string },
 ): Promise<TryResult> {
+  // Checked again before every try: the name may point elsewhere since the endpoint was made.
+  const refused = await refusedDestination(env, endpoint.url);
+  if (refused) return { ok: false, status: null, error: `not sent: ${refused}` };
   const timestamp = Math.floor(Date.now() / 1000);
   const signature = await multishotSignature(await webhookSecret(env, endpoint.id, endpoint.secretVersion), timestamp, d.payload);
   try {

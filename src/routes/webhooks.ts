@@ -28,6 +28,7 @@ import {
 import { isLocalMode, type Env } from "../env.ts";
 import { ApiError, notFound } from "../errors.ts";
 import { sendDelivery } from "../integrations/delivery.ts";
+import { refusedDestination } from "../integrations/destinations.ts";
 import { derivedId, derivedRunId, webhookSecret } from "../integrations/derive.ts";
 import { OUTBOUND_EVENTS } from "../integrations/events.ts";
 import { verifyHookRequest } from "../integrations/signatures.ts";
@@ -121,6 +122,10 @@ export const webhooks = new Hono<AppEnv>()
     const req = await jsonBody(c, webhookCreateSchema);
     if (req.kind === "outbound" && !isLocalMode(c.env) && !/^https:\/\//i.test(req.url)) {
       throw new ApiError(400, "validation_failed", "url: events are only sent to https URLs");
+    }
+    if (req.kind === "outbound") {
+      const refused = await refusedDestination(c.env, req.url);
+      if (refused) throw new ApiError(400, "validation_failed", `url: events are not sent there: ${refused}`);
     }
     const accountId = c.get("accountId");
     const d = db(c.env.DB);

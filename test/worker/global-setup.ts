@@ -15,6 +15,7 @@ declare module "vitest" {
     localSandboxApiUrl: string;
     lostReportsUrl: string;
     fakeSlackApiUrl: string;
+    fakeDohUrl: string;
   }
 }
 
@@ -37,8 +38,38 @@ export default async function setup(project: TestProject) {
     users: { U0ADMIN: { is_admin: true }, U0OWNER: { is_owner: true, is_primary_owner: true }, U0MEMBER: {} },
   });
   project.provide("fakeSlackApiUrl", slack.apiUrl);
+  // A DNS-over-HTTPS resolver in the JSON format Cloudflare's and Google's speak (GET ?name=&type=,
+  // application/dns-json): its records are set by the tests (POST /records {name, type, data}).
+  const records = new Map<string, string[]>();
+  const doh = createServer((req, res) => {
+    const url = new URL(req.url ?? "/", "http://doh.test");
+    if (req.method === "POST" && url.pathname === "/records") {
+      let raw = "";
+      req.on("data", (c: Buffer) => (raw += c.toString()));
+      req.on("end", () => {
+        const r = JSON.parse(raw) as { name: string; type: "A" | "AAAA"; data: string[] };
+        records.set(`${r.name.toLowerCase()}/${r.type}`, r.data);
+        res.writeHead(204).end();
+      });
+      return;
+    }
+    const name = (url.searchParams.get("name") ?? "").toLowerCase();
+    const type = url.searchParams.get("type") === "AAAA" ? "AAAA" : "A";
+    const data = records.get(`${name}/${type}`);
+    const known = records.has(`${name}/A`) || records.has(`${name}/AAAA`);
+    const body = {
+      Status: known ? 0 : 3,
+      TC: false, RD: true, RA: true, AD: false, CD: false,
+      Question: [{ name: `${name}.`, type: type === "A" ? 1 : 28 }],
+      ...(data ? { Answer: data.map((d) => ({ name: `${name}.`, type: type === "A" ? 1 : 28, TTL: 60, data: d })) } : {}),
+    };
+    res.writeHead(200, { "content-type": "application/dns-json" }).end(JSON.stringify(body));
+  });
+  await new Promise<void>((ok) => doh.listen(0, "127.0.0.1", ok));
+  project.provide("fakeDohUrl", `http://127.0.0.1:${(doh.address() as AddressInfo).port}`);
   return async () => {
     lost.close();
+    doh.close();
     await slack.close();
     await server.stop();
   };
