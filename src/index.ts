@@ -1,7 +1,8 @@
 // The multishot Worker: the Hono app for every HTTP surface, the cron sweep, and the Durable Object class.
 import { Hono } from "hono";
 import type { Env } from "./env.ts";
-import { errorBody, handleError } from "./errors.ts";
+import { BODY_TOO_LARGE, errorBody, handleError } from "./errors.ts";
+import { MAX_BODY_BYTES } from "./routes/validate.ts";
 import type { AppEnv } from "./routes/app-types.ts";
 import { admin } from "./routes/admin.ts";
 import { docs } from "./routes/docs.tsx";
@@ -41,8 +42,31 @@ export const app = new Hono<AppEnv>()
   .notFound((c) => c.json(errorBody("not_found", `no route for ${c.req.method} ${new URL(c.req.url).pathname}`), 404))
   .onError(handleError);
 
+/** The most any route reads of a body: the gateway passes Messages API requests (up to 32 MB) on, the rest take JSON. */
+const bodyLimit = (path: string) => (path.startsWith("/llm/") ? 32 * 1024 * 1024 : MAX_BODY_BYTES);
+
+/**
+ * A body sent without Content-Length (chunked) is cut off past its route's limit while it is read, instead
+ * of being read whole into memory first; a declared length is checked by each route before it reads.
+ */
+function capBody(request: Request): Request {
+  if (!request.body || request.headers.has("content-length")) return request;
+  const limit = bodyLimit(new URL(request.url).pathname);
+  let seen = 0;
+  const capped = request.body.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, out) {
+        seen += chunk.byteLength;
+        if (seen > limit) throw new Error(BODY_TOO_LARGE);
+        out.enqueue(chunk);
+      },
+    }),
+  );
+  return new Request(request, { body: capped });
+}
+
 export default {
-  fetch: app.fetch,
+  fetch: (request: Request, env: Env, ctx: ExecutionContext) => app.fetch(capBody(request), env, ctx),
   async scheduled(_controller, env, ctx) {
     ctx.waitUntil(scheduledSweep(env));
     // Idempotency-Key answers older than a day replay nothing: they go.

@@ -1,5 +1,6 @@
 // The runs API refuses what it cannot accept with a clear JSON error, and keeps accounts apart.
 import { env } from "cloudflare:test";
+import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { ADMIN_TOKEN, api, startRun } from "./helpers.ts";
 
@@ -14,6 +15,39 @@ async function otherAccountKey(): Promise<string> {
 }
 
 describe("the runs API", () => {
+  it("cuts off a body sent without Content-Length once it passes the limit, with 413", async () => {
+    const before = await env.DB.prepare("SELECT count(*) AS n FROM runs").first<{ n: number }>();
+    // 3 MB of a run request, chunked: no length is declared, so only reading it can tell.
+    const chunk = new TextEncoder().encode("x".repeat(64 * 1024));
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      start(c) {
+        c.enqueue(new TextEncoder().encode('{"prompt":"'));
+      },
+      pull(c) {
+        if (sent >= 3_000_000) {
+          c.enqueue(new TextEncoder().encode('"}'));
+          return c.close();
+        }
+        sent += chunk.byteLength;
+        c.enqueue(chunk);
+      },
+    });
+    const res = await exports.default.fetch("http://multishot.test/api/runs", {
+      method: "POST",
+      headers: { authorization: `Bearer ${env.MULTISHOT_DEV_API_KEY}`, "content-type": "application/json" },
+      body,
+      duplex: "half",
+    } as RequestInit);
+    const { status, body: answer } = await error(res);
+    expect(status).toBe(413);
+    expect(answer.error.code).toBe("body_too_large");
+    // It stopped reading near the limit, not at the end.
+    expect(sent).toBeLessThan(3_000_000);
+    const after = await env.DB.prepare("SELECT count(*) AS n FROM runs").first<{ n: number }>();
+    expect(after?.n).toBe(before?.n);
+  });
+
   it("wants an API key", async () => {
     expect(await error(await api("/api/runs", { key: null }))).toMatchObject({ status: 401, body: { error: { code: "unauthorized" } } });
     expect(await error(await api("/api/runs", { key: "wrong" }))).toMatchObject({ status: 401, body: { error: { code: "unauthorized", message: "invalid API key" } } });
