@@ -99,6 +99,8 @@ export type RunRequest = z.output<typeof runRequestSchema>;
 
 export const DEFAULT_ATTEMPT_MINUTES = 30;
 export const DEFAULT_MAX_TURNS = 50;
+/** Rounds a run may have when its request sets no `limits.maxRounds`: no run grows without end by default. */
+export const DEFAULT_MAX_ROUNDS = 20;
 
 /** The next round: a new prompt for N fresh attempts seeded from a winner (the newest by default). */
 export const roundRequestSchema = z

@@ -1,11 +1,11 @@
 // Rounds: opening one (its attempts queued), picking its winner (by a person, or the first attempt whose
 // verify passes), the next round from a stored winner, cancelling, and settling a round and the run once
 // every attempt has ended. Packing the winner is winner.ts's; ending attempts is attempts.ts's.
+import { DEFAULT_MAX_ROUNDS, type RoundRequest } from "../run-request.ts";
 import { refuse, type Outcome } from "./contract.ts";
 import type { RunCore } from "./core.ts";
 import { roundSettlement } from "./decisions.ts";
 import { newAttempt, type AttemptState, type RoundState } from "./state.ts";
-import type { RoundRequest } from "../run-request.ts";
 import { isAttemptEnded } from "../vocabulary.ts";
 
 export interface RoundsHost {
@@ -95,9 +95,10 @@ export class Rounds {
     const run = state.requireRun();
     const rounds = state.rounds();
     if (rounds.some((r) => r.status === "running")) return refuse(409, "round_running", "a round is still running: wait for it to finish or cancel it");
-    const maxRounds = run.request.limits?.maxRounds;
-    if (maxRounds !== undefined && rounds.length >= maxRounds) {
-      return refuse(409, "round_limit", `this run may have ${maxRounds} ${maxRounds === 1 ? "round" : "rounds"} (limits.maxRounds)`);
+    const maxRounds = run.request.limits?.maxRounds ?? DEFAULT_MAX_ROUNDS;
+    if (rounds.length >= maxRounds) {
+      const why = run.request.limits?.maxRounds === undefined ? `the default; set limits.maxRounds, up to 100, for more` : "limits.maxRounds";
+      return refuse(409, "round_limit", `this run may have ${maxRounds} ${maxRounds === 1 ? "round" : "rounds"} (${why})`);
     }
     // A spent budget refuses every model call: a new round's agents could do nothing.
     const spent = this.host.budgetSpent();

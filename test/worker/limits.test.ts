@@ -1,7 +1,7 @@
 // Per-account limits inside workerd with real D1 and Durable Objects: attempts working at once and runs
 // per hour answer 429 with Retry-After (and start nothing); a slot that frees lets the next run start;
 // a 429 never sticks to an Idempotency-Key; a run's own round limit.
-import { env } from "cloudflare:test";
+import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { RunView } from "../../src/durable/view.ts";
 import { ADMIN_TOKEN, api, settled } from "./helpers.ts";
@@ -95,6 +95,21 @@ describe("account limits", () => {
     expect(((await next.json()) as { error: { code: string } }).error.code).toBe("round_limit");
     const rows = await env.DB.prepare("SELECT count(*) AS n FROM rounds WHERE run_id = ?").bind(id).first<{ n: number }>();
     expect(rows!.n).toBe(1);
+
+    // A run that sets no round limit still has one: 20 rounds (the object's store is given 19 more
+    // finished rounds like its first, as if they had run).
+    const open = await start(key, { prompt: "many rounds", attempts: 1 });
+    const many = ((await open.json()) as { id: string }).id;
+    await settle(key, many);
+    await runInDurableObject(env.RUN_COORDINATOR.get(env.RUN_COORDINATOR.idFromName(many)), (_o, state) => {
+      for (let n = 2; n <= 20; n++) state.storage.sql.exec("INSERT INTO rounds (number, state, dirty) SELECT ?, json_set(state, '$.number', ?), 0 FROM rounds WHERE number = 1", n, n);
+    });
+    const past = await api(`/api/runs/${many}/rounds`, { method: "POST", json: { prompt: "one more" }, key });
+    expect(past.status).toBe(409);
+    expect(((await past.json()) as { error: { code: string; message: string } }).error).toMatchObject({
+      code: "round_limit",
+      message: "this run may have 20 rounds (the default; set limits.maxRounds, up to 100, for more)",
+    });
   });
   it("keeps counting a started run's attempts while D1 refuses their rows", async () => {
     const key = await account({ concurrentAttempts: 4, runsPerHour: 1000 });
