@@ -54,6 +54,15 @@ export class EventLog {
   }
 
   /** One attempt's transcript (its `agent.*` events): how many there are, and the newest `limit`, oldest first. */
+  /** Transcript entries after `afterSeq`, oldest first, at most `limit`; `more` when others follow. */
+  transcriptAfter(round: number, attempt: number, afterSeq: number, limit: number): { entries: RunEvent[]; more: boolean } {
+    const rows = this.sql
+      .exec<Row>("SELECT * FROM events WHERE round = ? AND attempt = ? AND type LIKE 'agent.%' AND seq > ? ORDER BY seq LIMIT ?", round, attempt, afterSeq, limit + 1)
+      .toArray()
+      .map(toEvent);
+    return { entries: rows.slice(0, limit), more: rows.length > limit };
+  }
+
   transcript(round: number, attempt: number, limit: number): { total: number; entries: RunEvent[] } {
     const where = "round = ? AND attempt = ? AND type LIKE 'agent.%'";
     const total = Number(this.sql.exec<Row>(`SELECT count(*) AS n FROM events WHERE ${where}`, round, attempt).one().n);

@@ -39,6 +39,10 @@ import { toRunView, type RunView } from "./view.ts";
 import { WakeUpMeter } from "./wake-ups.ts";
 import { WinnerTransfer } from "./winner.ts";
 
+/** Transcript entries per page of GET …/transcript (at most TRANSCRIPT_PAGE_MAX when asked). */
+const TRANSCRIPT_PAGE = 5_000;
+const TRANSCRIPT_PAGE_MAX = 10_000;
+
 export class RunCoordinator extends DurableObject<Env> {
   private readonly core: RunCore;
   private readonly meter: WakeUpMeter;
@@ -229,11 +233,17 @@ export class RunCoordinator extends DurableObject<Env> {
     return { run, seq: this.core.events.lastSeq(), transcripts };
   }
 
-  /** One attempt's whole transcript as plain text, one entry per paragraph. */
-  async transcriptText(round: number, attempt: number): Promise<string | null> {
+  /**
+   * One page of an attempt's transcript as plain text, one entry per line, oldest first: the entries
+   * after `afterSeq`, at most `limit`; `next` is where the following page starts (null at the end).
+   */
+  async transcriptText(round: number, attempt: number, afterSeq = 0, limit = TRANSCRIPT_PAGE): Promise<{ text: string; next: number | null } | null> {
     if (!this.core.state.attempt(round, attempt)) return null;
-    const { entries } = this.core.events.transcript(round, attempt, 1_000_000);
-    return entries.map((e) => `${new Date(e.at).toISOString()} ${transcriptLine(e)}`).join("\n");
+    const { entries, more } = this.core.events.transcriptAfter(round, attempt, afterSeq, Math.min(Math.max(1, limit), TRANSCRIPT_PAGE_MAX));
+    return {
+      text: entries.map((e) => `${new Date(e.at).toISOString()} ${transcriptLine(e)}`).join("\n"),
+      next: more ? entries[entries.length - 1]!.seq : null,
+    };
   }
 
   /** Cancels every attempt that has not ended; every sandbox of the run is deleted. */

@@ -108,10 +108,20 @@ export const page = new Hono<PageEnv>()
     return new Response(object.body, { headers: { "content-type": "text/plain; charset=utf-8", "content-length": String(object.size) } });
   })
 
+  // Paged: a long transcript is read a page at a time (?after=<seq>&limit=<n>, 5,000 entries by
+  // default), each page ending with where the next one is.
   .get("/:token/rounds/:round/attempts/:n/transcript", async (c) => {
-    const text = await coordinator(c.env, c.get("share").runId).transcriptText(intParam(c, "round"), intParam(c, "n"));
-    if (text === null) throw notFound("attempt");
-    return c.text(text, 200, { "content-type": "text/plain; charset=utf-8" });
+    const after = Number(c.req.query("after") ?? "0");
+    const limit = Number(c.req.query("limit") ?? "5000");
+    if (!Number.isInteger(after) || after < 0) throw new ApiError(400, "invalid_parameter", "after must be a sequence number");
+    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new ApiError(400, "invalid_parameter", "limit must be an integer from 1 to 10000");
+    const page = await coordinator(c.env, c.get("share").runId).transcriptText(intParam(c, "round"), intParam(c, "n"), after, limit);
+    if (page === null) throw notFound("attempt");
+    const next = page.next === null ? null : `${c.req.path}?after=${page.next}${c.req.query("limit") ? `&limit=${limit}` : ""}`;
+    return c.text(next ? `${page.text}\n… the transcript continues: ${next}\n` : page.text, 200, {
+      "content-type": "text/plain; charset=utf-8",
+      ...(next ? { link: `<${next}>; rel="next"` } : {}),
+    });
   })
 
   .get("/:token/rounds/:round/winner.tar.gz", async (c) => winnerTarball(c.env, c.req.raw, c.get("share").runId, intParam(c, "round")))

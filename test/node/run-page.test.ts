@@ -194,7 +194,16 @@ describe("the run page", () => {
     await page.reload();
     expect(await page.locator("#attempt-1-1 ol.tx li").count()).toBe(200);
     const full = await page.locator("#attempt-1-1 .tx-more a", { hasText: "full transcript" }).getAttribute("href");
-    const text = await (await fetch(new URL(full!, service.url))).text();
+    // The full transcript comes in pages of 5,000 entries, each naming the next (Link: rel="next").
+    let text = "";
+    let pages = 0;
+    for (let next: string | null = full!; next; pages++) {
+      const res = await fetch(new URL(next, service.url));
+      expect(res.status).toBe(200);
+      text += await res.text();
+      next = /<([^>]+)>; rel="next"/.exec(res.headers.get("link") ?? "")?.[1] ?? null;
+    }
+    expect(pages).toBe(3);
     expect(text.split("\n").filter((l) => /Thinking, line \d+ of 10000\./.test(l))).toHaveLength(10_000);
 
     // Stacked panes, nothing wider than the screen.
