@@ -9,6 +9,14 @@ import type { RunView } from "./view.ts";
 const VIEW_PUSH_MS = 150;
 /** How often an open event stream looks for new events. */
 const SSE_TICK_MS = 250;
+/**
+ * What one run holds open at most: event streams and live sockets together, all holders, and per
+ * holder (one share link, one API key). Beyond either the answer is 429: one leaked link cannot make the
+ * run's object hold thousands of connections.
+ */
+export const MAX_OPEN_PER_RUN = 500;
+export const MAX_OPEN_PER_HOLDER = 100;
+const RETRY_OPEN_SECONDS = 30;
 
 /** Who opened a stream: a share link (with its expiry) or an API key, or neither (the local dev key). */
 export interface StreamHolder {
@@ -29,6 +37,8 @@ export class Live {
   /** Share links and API keys revoked while this instance lives: their open SSE streams end. */
   private readonly revokedLinks = new Set<string>();
   private readonly revokedKeys = new Set<string>();
+  /** Open SSE streams by holder tag ("" for none): they live in this instance's memory. */
+  private readonly openStreams = new Map<string, number>();
   private viewPushTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(host: LiveHost) {
@@ -50,6 +60,10 @@ export class Live {
    */
   events(after: number, holder: StreamHolder): Response {
     const { link, linkExpiresAt, key } = holder;
+    const full = this.full(holder);
+    if (full) return full;
+    const tag = holderTag(holder);
+    this.openStreams.set(tag, (this.openStreams.get(tag) ?? 0) + 1);
     const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
     const writer = writable.getWriter();
     const encoder = new TextEncoder();
@@ -76,6 +90,10 @@ export class Live {
         }
       } catch {
         // The client went away.
+      } finally {
+        const n = (this.openStreams.get(tag) ?? 1) - 1;
+        if (n > 0) this.openStreams.set(tag, n);
+        else this.openStreams.delete(tag);
       }
     };
     this.host.ctx.waitUntil(pump());
@@ -96,6 +114,8 @@ export class Live {
     // A link revoked between the route's check and this (closeLink already ran): refuse as the route would.
     if (link !== null && this.revokedLinks.has(link)) return jsonError(404, "link_expired", "this share link has expired or was revoked");
     if (key !== null && this.revokedKeys.has(key)) return jsonError(401, "unauthorized", "this API key has been revoked");
+    const full = this.full(holder);
+    if (full) return full;
     const view = this.host.view();
     if (!view) throw new Error("this run has not been started");
     const { 0: client, 1: server } = new WebSocketPair();
@@ -109,6 +129,17 @@ export class Live {
     }
     server.send(JSON.stringify({ type: "snapshot", seq: this.host.events.lastSeq(), run: view }));
     return new Response(null, { status: 101, webSocket: client });
+  }
+
+  /** A 429 when the run, or this holder, has as many streams and sockets open as it may; else null. */
+  private full(holder: StreamHolder): Response | null {
+    const tag = holderTag(holder);
+    const streams = [...this.openStreams.values()].reduce((a, b) => a + b, 0);
+    const total = streams + this.host.ctx.getWebSockets().length;
+    const mine = tag ? (this.openStreams.get(tag) ?? 0) + this.host.ctx.getWebSockets(tag).length : 0;
+    if (total < MAX_OPEN_PER_RUN && mine < MAX_OPEN_PER_HOLDER) return null;
+    const what = total >= MAX_OPEN_PER_RUN ? `this run has ${MAX_OPEN_PER_RUN} event streams and live sockets open` : `this ${holder.link ? "share link" : "API key"} has ${MAX_OPEN_PER_HOLDER} event streams and live sockets open on this run`;
+    return jsonError(429, "too_many_streams", `${what}: close one, or try again later`, { "retry-after": String(RETRY_OPEN_SECONDS) });
   }
 
   /** Closes the live sockets and streams a share link opened (it was revoked); answers how many sockets. */
@@ -159,6 +190,11 @@ export class Live {
     await send(`event: ${event}\ndata: {}\n\n`);
     await writer.close();
   }
+}
+
+/** The tag a holder's sockets carry ("" for none). A link's wins: a page's socket is the link's. */
+function holderTag(h: StreamHolder): string {
+  return h.link ? `link:${h.link}` : h.key ? `key:${h.key}` : "";
 }
 
 function tryClose(ws: WebSocket, code: number, reason: string): void {

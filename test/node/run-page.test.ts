@@ -198,7 +198,7 @@ describe("the run page", () => {
     let text = "";
     let pages = 0;
     for (let next: string | null = full!; next; pages++) {
-      const res = await fetch(new URL(next, service.url));
+      const res: Response = await fetch(new URL(next, service.url));
       expect(res.status).toBe(200);
       text += await res.text();
       next = /<([^>]+)>; rel="next"/.exec(res.headers.get("link") ?? "")?.[1] ?? null;

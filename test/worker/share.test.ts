@@ -141,6 +141,41 @@ describe("a share link's live streams", () => {
   });
 });
 
+describe("what one link can hold open", () => {
+  it("is at most 100 streams and sockets on a run: the next answers 429, another link is not held back", async () => {
+    const runId = await startRun({ prompt: "popular [hang]", agent: "demo", attempts: 1 });
+    const link = (await (await share(runId, { scope: "view" })).json()) as { id: string; url: string };
+    const base = pagePath(link.url);
+    const sockets: WebSocket[] = [];
+    for (let i = 0; i < 99; i++) {
+      const res = await api(`${base}/live`, { key: null, headers: { upgrade: "websocket" } });
+      expect(res.status, `socket ${i + 1}`).toBe(101);
+      res.webSocket!.accept();
+      sockets.push(res.webSocket!);
+    }
+    const sse = await api(`${base}/events`, { key: null, headers: { accept: "text/event-stream" } });
+    expect(sse.status).toBe(200);
+    const reader = sse.body!.getReader();
+    await reader.read();
+    for (const kind of ["live", "events"] as const) {
+      const over = await api(`${base}/${kind}`, { key: null, headers: kind === "live" ? { upgrade: "websocket" } : { accept: "text/event-stream" } });
+      expect(over.status, kind).toBe(429);
+      expect(over.headers.get("retry-after")).toBe("30");
+      expect(((await over.json()) as { error: { code: string; message: string } }).error).toMatchObject({ code: "too_many_streams", message: expect.stringContaining("this share link has 100") });
+    }
+    const other = (await (await share(runId, { scope: "view" })).json()) as { url: string };
+    const theirs = await api(`${pagePath(other.url)}/live`, { key: null, headers: { upgrade: "websocket" } });
+    expect(theirs.status).toBe(101);
+    theirs.webSocket!.accept();
+    theirs.webSocket!.close(1000, "done");
+    // Closing one makes room again.
+    await reader.cancel();
+    await expect.poll(async () => (await api(`${base}/events`, { key: null, headers: { accept: "text/event-stream" } }).then(async (r) => (await r.body?.cancel(), r.status))), { timeout: 5_000 }).toBe(200);
+    for (const ws of sockets) ws.close(1000, "done");
+    await api(`/api/runs/${runId}/cancel`, { method: "POST" });
+  });
+});
+
 describe("GET /api/runs/:id/live", () => {
   it("asks for a WebSocket upgrade", async () => {
     const runId = await startRun({ prompt: "plain GET", agent: "demo", attempts: 1 });
