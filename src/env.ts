@@ -69,6 +69,8 @@ export interface Env extends WorkerBindings {
   PREVIEW_IDLE_MINUTES?: string;
   /** Bytes per part of a winner's tarball upload (min 5 MiB). */
   UPLOAD_PART_BYTES?: string;
+  /** The largest winner tarball a round may store, in bytes (2 GiB). */
+  WINNER_MAX_BYTES?: string;
 }
 
 /**

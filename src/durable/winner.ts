@@ -4,6 +4,7 @@
 // against the manifest and recording it, so a try resumes where a crash left it; the upload is completed
 // only when every part is in and the sizes add up, so no partial object is ever visible. Nothing needs a
 // connection from the sandbox. A try that fails is aborted, and the next starts afresh after a backoff.
+import type { Env } from "../env.ts";
 import { tarballKey } from "../artifact-keys.ts";
 import { describeSandboxError } from "../sandbox/errors.ts";
 import { ingestUrl } from "../signed-urls.ts";
@@ -20,6 +21,13 @@ import { parseManifest, partFile, pullPart } from "./transfer.ts";
 const PACK_MINUTES = 60;
 
 type Row = Record<string, SqlStorageValue>;
+
+/** The largest winner tarball a round may store (WINNER_MAX_BYTES, 2 GiB by default). */
+export const DEFAULT_WINNER_MAX_BYTES = 2 * 1024 ** 3;
+const winnerMaxBytes = (env: Env) => {
+  const n = Number(env.WINNER_MAX_BYTES ?? DEFAULT_WINNER_MAX_BYTES);
+  return Number.isFinite(n) && n > 0 ? n : DEFAULT_WINNER_MAX_BYTES;
+};
 
 export class WinnerTransfer {
   private readonly core: RunCore;
@@ -77,6 +85,13 @@ export class WinnerTransfer {
         const listed = await sandboxes.exec(sandboxId, `cat ${packDir(pack.try)}/manifest`);
         manifest = parseManifest(listed.output);
         if (!manifest) return await this.retry(roundNo, pack.try, `the pack job left no readable manifest: ${listed.output.slice(-300)}`);
+        // What a tenant's workspace may put into R2 through the Worker: past the cap it is never pulled.
+        const cap = winnerMaxBytes(env);
+        if (manifest.size > cap) {
+          const r = state.round(roundNo)!;
+          this.abandon(r, `the winner's workspace packs to ${manifest.size} bytes, over this service's limit of ${cap} (WINNER_MAX_BYTES): add build outputs and dependencies to the run's excludes and pick again`);
+          return;
+        }
         uploadId = (await env.ARTIFACTS.createMultipartUpload(tarballKey(run.id, roundNo), { httpMetadata: { contentType: "application/gzip" } })).uploadId;
         if (!this.current(roundNo, pack.try)) return;
         state.putRound({ ...state.round(roundNo)!, pack: { ...pack, manifest, uploadId } });

@@ -14,7 +14,8 @@ import { startService, type Service } from "../support/service.ts";
 let service: Service;
 beforeAll(async () => {
   // Small parts, so that even a modest workspace travels as a multipart upload.
-  service = await startService({ UPLOAD_PART_BYTES: String(5 * 1024 * 1024), POLL_INTERVAL_MS: "1000" });
+  // A 32 MiB cap on a winner's tarball: the 12 MiB winner below fits, the 40 MiB one does not.
+  service = await startService({ UPLOAD_PART_BYTES: String(5 * 1024 * 1024), POLL_INTERVAL_MS: "1000", WINNER_MAX_BYTES: String(32 * 1024 * 1024) });
 });
 afterAll(async () => {
   await service?.close();
@@ -177,6 +178,22 @@ describe("rounds and winners", () => {
 
     for (const r of [id, other]) await service.api(`/api/runs/${r}/cancel`, { method: "POST" });
     await expect.poll(async () => [...(await liveSandboxes(id)), ...(await liveSandboxes(other))], { timeout: 15_000 }).toEqual([]);
+  });
+
+  it("fails at once a winner whose workspace packs past WINNER_MAX_BYTES, pulling nothing into R2", async () => {
+    const id = await start({ prompt: "a site", agent: "demo", attempts: 1 });
+    const done = await waitFor(id, (r) => r.status !== "running");
+    writeFileSync(join(workspace(done.rounds[0]!.attempts[0]!.sandboxId!), "huge.bin"), randomBytes(40 * 1024 * 1024));
+    expect((await service.api(`/api/runs/${id}/rounds/1/winner`, { method: "POST", json: { attempt: 1 } })).status).toBe(202);
+    const picked = await waitFor(id, storedWinner(1));
+    const winner = picked.rounds[0]!.winner!;
+    expect(winner.status).toBe("failed");
+    expect(winner.error).toMatch(/^the winner's workspace packs to \d+ bytes, over this service's limit of 33554432 \(WINNER_MAX_BYTES\): add build outputs and dependencies to the run's excludes/);
+    const log = await events(id);
+    expect(log.filter((e) => e.type === "winner.part")).toEqual([]);
+    expect(log.filter((e) => e.type === "winner.pack_failed")).toHaveLength(1);
+    expect((await service.api(`/api/runs/${id}/rounds/1/winner.tar.gz`)).status).not.toBe(200);
+    await service.api(`/api/runs/${id}/cancel`, { method: "POST" });
   });
 
   it("refuses to pick an attempt that is not done, or a round that has none", async () => {
