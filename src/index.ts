@@ -18,6 +18,7 @@ import { share } from "./routes/share.ts";
 import { slack } from "./routes/slack.ts";
 import { webhooks } from "./routes/webhooks.ts";
 import { scheduledSweep } from "./sweep.ts";
+import { scrubConsole } from "./redact.ts";
 import { db } from "./db/client.ts";
 import { purgeIdempotencyKeys, purgeKeyStreams } from "./db/queries.ts";
 import { IDEMPOTENCY_TTL_MS } from "./routes/idempotency.ts";
@@ -41,6 +42,9 @@ export const app = new Hono<AppEnv>()
   .route("/", webhooks)
   .notFound((c) => c.json(errorBody("not_found", `no route for ${c.req.method} ${new URL(c.req.url).pathname}`), 404))
   .onError(handleError);
+
+// Bearer tokens in URLs never reach the Worker's own logs.
+scrubConsole();
 
 /** The most any route reads of a body: the gateway passes Messages API requests (up to 32 MB) on, the rest take JSON. */
 const bodyLimit = (path: string) => (path.startsWith("/llm/") ? 32 * 1024 * 1024 : MAX_BODY_BYTES);

@@ -38,3 +38,42 @@ export function redactorFor(env: Env): Redact {
 export function redactDeep<T>(value: T, redact: Redact): T {
   return JSON.parse(redact(JSON.stringify(value))) as T;
 }
+
+/** Share link tokens in page paths, and bearer-like query parameters (preview tokens, signatures). */
+const SHARE_TOKEN = /(\/r\/)mss_[A-Za-z0-9_-]{20,}/g;
+const TOKEN_PARAM = /([?&](?:token|sig|signature|access_token|api_key|key|X-Amz-Signature|X-Amz-Credential)=)[^&\s"']+/gi;
+
+/** Bearer credentials carried in URLs (share links, gateway and ingest paths, signed query strings), cut out. */
+export function scrubUrls(text: string): string {
+  return text
+    .replace(SIGNED_PATH, (_m, prefix: string) => `${prefix}[redacted]`)
+    .replace(SHARE_TOKEN, "$1mss_[redacted]")
+    .replace(TOKEN_PARAM, "$1[redacted]");
+}
+
+let consoleScrubbed = false;
+
+/**
+ * The Worker's own log lines (console.*, which Workers Logs and `wrangler tail` keep) never carry a
+ * bearer token from a URL: whatever a message or an error's text holds is scrubbed before it is written.
+ */
+export function scrubConsole(target: Pick<Console, "log" | "info" | "warn" | "error" | "debug"> = console): void {
+  if (consoleScrubbed && target === console) return;
+  if (target === console) consoleScrubbed = true;
+  const scrubArg = (a: unknown): unknown => {
+    if (typeof a === "string") return scrubUrls(a);
+    if (a instanceof Error) return scrubUrls(a.stack ?? `${a.name}: ${a.message}`);
+    if (a && typeof a === "object") {
+      try {
+        return JSON.parse(scrubUrls(JSON.stringify(a))) as unknown;
+      } catch {
+        return a;
+      }
+    }
+    return a;
+  };
+  for (const level of ["log", "info", "warn", "error", "debug"] as const) {
+    const write = target[level].bind(target);
+    target[level] = (...args: unknown[]) => write(...args.map(scrubArg));
+  }
+}
