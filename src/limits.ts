@@ -5,7 +5,7 @@
 // the check and the reservation are one step), and gives the reservation back once its run's object
 // has mirrored them. Two starts racing each other can never pass a limit together.
 import { db } from "./db/client.ts";
-import { mirroredAttempts, releaseReservations, reserve, usageCounts } from "./db/limit-queries.ts";
+import { holdPreviewSlot, mirroredAttempts, releasePreviewSlot, releaseReservations, reserve, usageCounts } from "./db/limit-queries.ts";
 import type { Env } from "./env.ts";
 import { ApiError } from "./errors.ts";
 
@@ -24,7 +24,7 @@ export interface AccountUsage {
 }
 
 export async function accountUsage(env: Env, accountId: string, now = Date.now()): Promise<AccountUsage> {
-  const u = await usageCounts(db(env.DB), { accountId, liveSince: now - RESERVATION_TTL_MS, hourAgo: now - HOUR_MS });
+  const u = await usageCounts(db(env.DB), { accountId, liveSince: now - RESERVATION_TTL_MS, hourAgo: now - HOUR_MS, now });
   return {
     limits: { concurrentAttempts: u.concurrentLimit, runsPerHour: u.runsPerHourLimit },
     activeAttempts: u.activeAttempts,
@@ -49,7 +49,7 @@ export async function withinAccountLimits<T>(
   const { accountId, runId, attempts: count, newRun } = input;
   const live = now - RESERVATION_TTL_MS;
   const d = db(env.DB);
-  const reserved = await reserve(d, { accountId, liveSince: live, hourAgo: now - HOUR_MS }, { id, runId, attempts: count, newRun, now });
+  const reserved = await reserve(d, { accountId, liveSince: live, hourAgo: now - HOUR_MS, now }, { id, runId, attempts: count, newRun, now });
   if (!reserved) {
     await refuse(env, accountId, count, newRun);
     throw new ApiError(429, "too_many_attempts", "this account's limits are reached; try again shortly", { retryAfter: CONCURRENCY_RETRY_SECONDS });
@@ -98,4 +98,17 @@ async function refuse(env: Env, accountId: string, attemptCount: number, newRun:
 /** How many attempts a next round will have: as asked, or one per variation, or the run's count. */
 export function nextRoundAttempts(runAttempts: number, req: { attempts?: number | undefined; variations?: unknown[] | undefined }): number {
   return req.attempts ?? req.variations?.length ?? runAttempts;
+}
+
+/**
+ * A preview of an ended attempt keeps its sandbox running: it takes one of the account's attempts at
+ * once until `until` (extended by each request), or is refused when none is free.
+ */
+export async function holdPreview(env: Env, accountId: string, ref: { runId: string; round: number; number: number }, until: number): Promise<boolean> {
+  const now = Date.now();
+  return holdPreviewSlot(db(env.DB), { accountId, liveSince: now - RESERVATION_TTL_MS, hourAgo: now - HOUR_MS, now }, { ...ref, until });
+}
+
+export async function releasePreview(env: Env, ref: { runId: string; round: number; number: number }): Promise<void> {
+  await releasePreviewSlot(db(env.DB), ref);
 }

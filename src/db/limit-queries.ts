@@ -2,16 +2,17 @@
 // the last hour, from D1's mirror of every run plus the reservations of starts still under way. Written
 // once, read by both the check (one conditional INSERT: D1 runs one statement at a time, so the count and
 // the reservation are one step) and the usage view, so the two can never drift apart.
-import { notInArray, sql, type SQL } from "drizzle-orm";
+import { inArray, notInArray, sql, type SQL } from "drizzle-orm";
 import { ENDED_ATTEMPT_STATUSES } from "../vocabulary.ts";
 import type { Db } from "./client.ts";
 import { accounts, attempts, limitReservations as lr, runs } from "./schema.ts";
 
-/** What the counts need: the account, the oldest live reservation's time, an hour ago. */
+/** What the counts need: the account, the oldest live reservation's time, an hour ago, now. */
 interface Window {
   accountId: string;
   liveSince: number;
   hourAgo: number;
+  now: number;
 }
 
 const DEFAULT_CONCURRENT = sql.raw(String(accounts.maxConcurrentAttempts.default));
@@ -26,11 +27,14 @@ const runsPerHourLimit = (w: Window): SQL =>
 const liveReservations = (w: Window, newRunsOnly = false): SQL =>
   sql`${lr.accountId} = ${w.accountId} AND ${lr.createdAt} > ${w.liveSince}${newRunsOnly ? sql` AND ${lr.newRun} = 1` : sql``}`;
 
+/** Sandboxes an account keeps running: working attempts (and reserved ones), and ended ones a preview keeps up. */
 const activeAttempts = (w: Window): SQL =>
   sql`((SELECT count(*) FROM ${attempts} JOIN ${runs} ON ${runs.id} = ${attempts.runId}
       WHERE ${runs.accountId} = ${w.accountId} AND ${notInArray(attempts.status, [...ENDED_ATTEMPT_STATUSES])}
         AND ${attempts.runId} NOT IN (SELECT ${lr.runId} FROM ${lr} WHERE ${liveReservations(w)}))
-    + (SELECT coalesce(sum(${lr.attempts}), 0) FROM ${lr} WHERE ${liveReservations(w)}))`;
+    + (SELECT coalesce(sum(${lr.attempts}), 0) FROM ${lr} WHERE ${liveReservations(w)})
+    + (SELECT count(*) FROM ${attempts} JOIN ${runs} ON ${runs.id} = ${attempts.runId}
+      WHERE ${runs.accountId} = ${w.accountId} AND ${inArray(attempts.status, [...ENDED_ATTEMPT_STATUSES])} AND ${attempts.previewUntil} > ${w.now}))`;
 
 const runsLastHour = (w: Window): SQL =>
   sql`((SELECT count(*) FROM ${runs} WHERE ${runs.accountId} = ${w.accountId} AND ${runs.createdAt} > ${w.hourAgo}
@@ -114,4 +118,23 @@ export async function gatewaySpend(
     monthlyBudgetUsd: row?.mb === null || row?.mb === undefined ? null : Number(row.mb),
     monthSpentUsd: Number(row?.spent ?? 0),
   };
+}
+
+/**
+ * Holds a slot of the account's attempts for a preview of an ended attempt until `until`, in one
+ * statement: granted when the attempt's preview holds one already (it is extended), or when the
+ * account's sandboxes at work leave room. False when they do not.
+ */
+export async function holdPreviewSlot(d: Db, w: Window, p: { runId: string; round: number; number: number; until: number }): Promise<boolean> {
+  const result = await d.run(
+    sql`UPDATE ${attempts} SET ${sql.identifier(attempts.previewUntil.name)} = ${p.until}
+      WHERE ${attempts.runId} = ${p.runId} AND ${attempts.round} = ${p.round} AND ${attempts.number} = ${p.number}
+        AND (coalesce(${attempts.previewUntil}, 0) > ${w.now} OR ${activeAttempts(w)} < ${concurrentLimit(w)})`,
+  );
+  return result.meta.changes === 1;
+}
+
+/** The preview of an attempt stopped: its sandbox no longer counts. */
+export async function releasePreviewSlot(d: Db, p: { runId: string; round: number; number: number }): Promise<void> {
+  await d.run(sql`UPDATE ${attempts} SET ${sql.identifier(attempts.previewUntil.name)} = NULL WHERE ${attempts.runId} = ${p.runId} AND ${attempts.round} = ${p.round} AND ${attempts.number} = ${p.number}`);
 }

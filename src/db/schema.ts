@@ -133,6 +133,11 @@ export const attempts = sqliteTable(
     timestamps: text("timestamps", { mode: "json" }),
     /** What the attempt's gateway model calls cost (USD): the account's monthly spend is the sum. */
     costUsd: real("cost_usd").notNull().default(0),
+    /**
+     * Until when a preview keeps this (ended) attempt's sandbox running: such a sandbox counts toward the
+     * account's attempts at once, as a working attempt does (src/db/limit-queries.ts).
+     */
+    previewUntil: integer("preview_until", { mode: "number" }),
     updatedAt: integer("updated_at", { mode: "number" }).notNull(),
   },
   (t) => [primaryKey({ columns: [t.runId, t.round, t.number] })],

@@ -24,7 +24,7 @@ const LOG = `${MS_DIR}/preview.log`;
 
 export type PreviewResult =
   | { attempt: number; url: string; expiresAt: number; kind: string; port: number }
-  | { attempt: number; error: { code: "preview_failed"; message: string } };
+  | { attempt: number; error: { code: "preview_failed" | "too_many_attempts"; message: string } };
 
 export interface PreviewHost {
   /** The object's storage: this module owns the `previews` table, one row per attempt ever previewed. */
@@ -33,11 +33,22 @@ export interface PreviewHost {
   idleMinutes: number;
   /** A failed preview's reason carries the server's own log lines: redacted like every other stored text. */
   redact: Redact;
+  /**
+   * Holds one of the account's attempts for the preview's sandbox until `until` (it runs outside any
+   * working attempt); false when the account has none free.
+   */
+  holdSlot(a: AttemptState, until: number): Promise<boolean>;
+  /** The preview's server stopped: its slot is free. */
+  releaseSlot(round: number, n: number): Promise<void>;
   /** Schedules (or moves) the attempt's idle timer. */
   scheduleIdle(round: number, n: number, at: number): void;
 }
 
 class PreviewError extends Error {}
+class PreviewLimitError extends PreviewError {}
+
+/** Room for a first start's copy, detection and install before the link is handed out. */
+const SETUP_MS = 15 * 60_000;
 
 type Row = Record<string, SqlStorageValue>;
 
@@ -59,7 +70,10 @@ export class Previews {
     const p = this.openOnce(a, round, runConfig, req)
       .catch((err): PreviewResult => ({
         attempt: a.number,
-        error: { code: "preview_failed", message: this.host.redact(err instanceof PreviewError ? err.message : `preview failed: ${describeSandboxError(err)}`) },
+        error: {
+          code: err instanceof PreviewLimitError ? "too_many_attempts" : "preview_failed",
+          message: this.host.redact(err instanceof PreviewError ? err.message : `preview failed: ${describeSandboxError(err)}`),
+        },
       }))
       .finally(() => this.inFlight.delete(key));
     this.inFlight.set(key, p);
@@ -81,6 +95,10 @@ export class Previews {
     }
     const sandboxId = a.sandboxId;
     const now = Date.now();
+    // The sandbox runs again for the preview: it counts toward the account's attempts at once.
+    if (!(await this.host.holdSlot(a, now + SETUP_MS + this.host.idleMinutes * 60_000))) {
+      throw new PreviewLimitError("this account has as many sandboxes running as its limit allows (concurrentAttempts; previews count): try again when an attempt or another preview ends");
+    }
     try {
       await sandboxes.ensureStarted(sandboxId);
     } catch (err) {
@@ -187,6 +205,7 @@ export class Previews {
     state.lastRequestedAt = answeredAt;
     this.putPreview(a.round, a.number, state);
     this.host.scheduleIdle(a.round, a.number, answeredAt + this.host.idleMinutes * 60_000);
+    await this.host.holdSlot(a, answeredAt + this.host.idleMinutes * 60_000);
     return { attempt: a.number, url, expiresAt: state.expiresAt, kind, port };
   }
 
@@ -205,6 +224,7 @@ export class Previews {
       if (!isSandboxGone(err)) throw err;
     }
     this.putPreview(round, n, { ...state, cmdId: null, url: null, expiresAt: null });
+    await this.host.releaseSlot(round, n).catch((err) => console.error("freeing a preview's slot failed; it lapses by itself", err instanceof Error ? err.message : err));
     return null;
   }
 

@@ -14,6 +14,7 @@
 import { DurableObject } from "cloudflare:workers";
 import type { CallUsage } from "../agents/usage.ts";
 import type { Env } from "../env.ts";
+import { holdPreview, releasePreview } from "../limits.ts";
 import { redactorFor } from "../redact.ts";
 import type { PreviewRequest, RoundRequest } from "../run-request.ts";
 import { Sandboxes } from "../sandbox/client.ts";
@@ -86,6 +87,11 @@ export class RunCoordinator extends DurableObject<Env> {
       },
       idleMinutes: Number(env.PREVIEW_IDLE_MINUTES ?? DEFAULT_PREVIEW_IDLE_MINUTES),
       redact,
+      holdSlot: (a, until) => {
+        const run = state.requireRun();
+        return holdPreview(env, run.accountId, { runId: run.id, round: a.round, number: a.number }, until);
+      },
+      releaseSlot: (round, n) => releasePreview(env, { runId: state.requireRun().id, round, number: n }),
       scheduleIdle: (round, n, at) => timers.schedule({ kind: "preview", round, attempt: n }, at),
     });
     this.live = new Live({ ctx, events, view: () => (state.getRun() ? this.viewNow() : null) });

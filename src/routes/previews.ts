@@ -14,7 +14,10 @@ export async function previewOptions(c: Context): Promise<PreviewRequest> {
   return empty ? previewRequestSchema.parse({}) : jsonBody(c, previewRequestSchema);
 }
 
-export const answerPreview = (c: Context, result: PreviewResult) => c.json(result, "error" in result ? 409 : 200);
+export const answerPreview = (c: Context, result: PreviewResult) =>
+  "error" in result && result.error.code === "too_many_attempts"
+    ? c.json(result, 429, { "retry-after": "30" })
+    : c.json(result, "error" in result ? 409 : 200);
 
 // Mounted after `runs`, whose middleware (API key, scopes) covers these routes too.
 export const previews = new Hono<AppEnv>()

@@ -4,7 +4,7 @@
 // gives its log tail; an expired link is refused; and after the idle limit the server is stopped.
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { api, settled, startRun, waitForRun } from "./helpers.ts";
+import { ADMIN_TOKEN, api, settled, startRun, waitForRun } from "./helpers.ts";
 
 type Preview = { attempt: number; url?: string; expiresAt?: number; kind?: string; port?: number; error?: { code: string; message: string } };
 
@@ -90,6 +90,32 @@ describe("previews", () => {
     await api(`/api/runs/${id}/cancel`, { method: "POST" });
   });
 
+  it("counts a preview's sandbox toward the account's attempts at once: past the limit, 429", async () => {
+    const made = (await (await api("/api/accounts", { method: "POST", json: { name: "previewer", limits: { concurrentAttempts: 2 } }, key: ADMIN_TOKEN })).json()) as {
+      account: { id: string };
+      key: { key: string };
+    };
+    const key = made.key.key;
+    const id = await startRun({ prompt: "two pages [static]", agent: "demo", attempts: 2 }, key);
+    await expect.poll(async () => settled((await (await api(`/api/runs/${id}`, { key })).json()) as Parameters<typeof settled>[0]), { timeout: 45_000 }).toBe(true);
+    // Now one sandbox at a time.
+    expect((await api(`/api/accounts/${made.account.id}`, { method: "PATCH", json: { limits: { concurrentAttempts: 1 } }, key: ADMIN_TOKEN })).status).toBe(200);
+    const open = (n: number) => api(`/api/runs/${id}/attempts/${n}/preview`, { method: "POST", key });
+    expect((await open(1)).status).toBe(200);
+    const second = await open(2);
+    expect(second.status).toBe(429);
+    expect(second.headers.get("retry-after")).toBe("30");
+    expect(((await second.json()) as Preview).error).toMatchObject({ code: "too_many_attempts", message: expect.stringContaining("previews count") });
+    // The preview that holds the slot is asked for again: it keeps it.
+    expect((await open(1)).status).toBe(200);
+    // And a new run waits for it too.
+    const run = await api("/api/runs", { method: "POST", json: { prompt: "more", agent: "demo", attempts: 1 }, key });
+    expect(run.status).toBe(429);
+    const usage = (await (await api("/api/accounts/me", { key })).json()) as { usage: { activeAttempts: number } };
+    expect(usage.usage.activeAttempts).toBe(1);
+    await api(`/api/runs/${id}/cancel`, { method: "POST", key });
+  });
+
   it("redacts known secrets from a failed preview's log lines, as from every other stored text", async () => {
     const secret = env.MULTISHOT_SIGNING_SECRET!;
     const id = await startRun({ prompt: "a page [static]", agent: "demo", attempts: 1, preview: { command: `echo "booting with ${secret}"; sleep 600`, port: 4100 } });
@@ -152,6 +178,9 @@ describe("previews", () => {
     const id = await doneRun("idle page [static]");
     const p = await preview(`/api/runs/${id}/attempts/1/preview`);
     expect((await fetch(p.body.url!)).status).toBe(200);
+    const slot = () => env.DB.prepare("SELECT preview_until AS u FROM attempts WHERE run_id = ? AND number = 1").bind(id).first<{ u: number | null }>();
+    // While it is up, the preview holds one of the account's attempts until its idle limit.
+    expect((await slot())!.u).toBeGreaterThan(Date.now());
     const until = Date.now() + 30_000;
     let view: { rounds: { attempts: { preview: unknown; sandboxId: string }[] }[] };
     for (;;) {
@@ -161,6 +190,8 @@ describe("previews", () => {
     }
     expect(view.rounds[0]!.attempts[0]!.preview).toBeNull();
     expect(await sandboxExec(view.rounds[0]!.attempts[0]!.sandboxId, "pgrep -f static-server.mjs || echo none")).toBe("none\n");
+    // Stopped, it holds none.
+    await expect.poll(async () => (await slot())!.u).toBeNull();
     await api(`/api/runs/${id}/cancel`, { method: "POST" });
   });
 });

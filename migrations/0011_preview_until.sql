@@ -1,0 +1,1 @@
+ALTER TABLE `attempts` ADD `preview_until` integer;
