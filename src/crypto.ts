@@ -11,6 +11,19 @@ export function base64url(bytes: ArrayBuffer | Uint8Array): string {
   return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
+/** Standard base64, padded (what Standard Webhooks' secrets and signatures use). */
+export function base64(bytes: ArrayBuffer | Uint8Array): string {
+  let s = "";
+  for (const b of new Uint8Array(bytes)) s += String.fromCharCode(b);
+  return btoa(s);
+}
+
+/** HMAC-SHA256 keyed with raw bytes (a Standard Webhooks secret, decoded). */
+export async function hmacSha256Bytes(key: Uint8Array, message: string): Promise<Uint8Array> {
+  const k = await crypto.subtle.importKey("raw", key, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  return new Uint8Array(await crypto.subtle.sign("HMAC", k, encoder.encode(message)));
+}
+
 export async function sha256Hex(text: string): Promise<string> {
   return toHex(await crypto.subtle.digest("SHA-256", encoder.encode(text)));
 }

@@ -22,7 +22,8 @@ export async function insertEndpoint(
   d: Db,
   row: { id: string; accountId: string; kind: WebhookKind; name: string; template: unknown; url: string | null; events: string[] | null; requestHash: string | null },
 ): Promise<boolean> {
-  const inserted = await d.insert(webhookEndpoints).values(row).onConflictDoNothing().returning({ id: webhookEndpoints.id }).get();
+  // New endpoints get Standard Webhooks' secret form.
+  const inserted = await d.insert(webhookEndpoints).values({ ...row, secretFormat: "standard" }).onConflictDoNothing().returning({ id: webhookEndpoints.id }).get();
   return Boolean(inserted);
 }
 
@@ -49,13 +50,35 @@ export async function listEndpoints(d: Db, accountId: string): Promise<EndpointR
     .all();
 }
 
-/** The account's outbound endpoints, for the run's outbox to fan an event out to. */
+/** The account's outbound endpoints that take events (not deleted, not disabled), for the run's outbox to fan an event out to. */
 export async function outboundEndpoints(d: Db, accountId: string) {
   return d
     .select({ id: webhookEndpoints.id, events: webhookEndpoints.events })
     .from(webhookEndpoints)
-    .where(and(eq(webhookEndpoints.accountId, accountId), eq(webhookEndpoints.kind, "outbound"), isNull(webhookEndpoints.deletedAt)))
+    .where(
+      and(
+        eq(webhookEndpoints.accountId, accountId),
+        eq(webhookEndpoints.kind, "outbound"),
+        isNull(webhookEndpoints.deletedAt),
+        isNull(webhookEndpoints.disabledAt),
+      ),
+    )
     .all();
+}
+
+/** A receiver said 410 Gone: nothing more is sent to the endpoint until its owner enables it again. */
+export async function disableEndpoint(d: Db, id: string, at: number, reason: string): Promise<void> {
+  await d.update(webhookEndpoints).set({ disabledAt: at, disabledReason: reason }).where(and(eq(webhookEndpoints.id, id), isNull(webhookEndpoints.disabledAt)));
+}
+
+export async function enableEndpoint(d: Db, accountId: string, id: string): Promise<boolean> {
+  const row = await d
+    .update(webhookEndpoints)
+    .set({ disabledAt: null, disabledReason: null })
+    .where(and(eq(webhookEndpoints.id, id), eq(webhookEndpoints.accountId, accountId), isNull(webhookEndpoints.deletedAt)))
+    .returning({ id: webhookEndpoints.id })
+    .get();
+  return Boolean(row);
 }
 
 export async function deleteEndpoint(d: Db, accountId: string, id: string, now: number): Promise<boolean> {
@@ -68,11 +91,19 @@ export async function deleteEndpoint(d: Db, accountId: string, id: string, now: 
   return Boolean(row);
 }
 
-/** Bumps the secret's version (the old secret stops working); the new version, or null when there is no such endpoint. */
-export async function rotateEndpointSecret(d: Db, accountId: string, id: string): Promise<number | null> {
+/**
+ * Bumps the secret's version, in Standard Webhooks' form; the old version keeps working until `graceUntil`
+ * (null: it stops at once). The new version, or null when there is no such endpoint.
+ */
+export async function rotateEndpointSecret(d: Db, accountId: string, id: string, graceUntil: number | null): Promise<number | null> {
   const row = await d
     .update(webhookEndpoints)
-    .set({ secretVersion: sql`${webhookEndpoints.secretVersion} + 1` })
+    .set({
+      secretVersion: sql`${webhookEndpoints.secretVersion} + 1`,
+      secretFormat: "standard",
+      previousSecretVersion: graceUntil === null ? null : sql`${webhookEndpoints.secretVersion}`,
+      previousSecretUntil: graceUntil,
+    })
     .where(and(eq(webhookEndpoints.id, id), eq(webhookEndpoints.accountId, accountId), isNull(webhookEndpoints.deletedAt)))
     .returning({ version: webhookEndpoints.secretVersion })
     .get();

@@ -196,6 +196,17 @@ export const webhookEndpoints = sqliteTable(
     events: text("events", { mode: "json" }).$type<string[]>(),
     /** Part of the secret's derivation: rotating the secret bumps it, and the old secret stops working. */
     secretVersion: integer("secret_version").notNull().default(1),
+    /**
+     * How the secret is written: `standard` (Standard Webhooks' whsec_ + base64) for endpoints made or
+     * rotated since Standard Webhooks, `legacy` (whsec_ + base64url) for older ones; the key is the same.
+     */
+    secretFormat: text("secret_format").$type<"standard" | "legacy">().notNull().default("legacy"),
+    /** After a rotation, the previous version, which keeps signing (and verifying) until `previousSecretUntil`. */
+    previousSecretVersion: integer("previous_secret_version"),
+    previousSecretUntil: integer("previous_secret_until", { mode: "number" }),
+    /** Outbound: set when the receiver answered 410 Gone; nothing is sent to it until it is enabled again. */
+    disabledAt: integer("disabled_at", { mode: "number" }),
+    disabledReason: text("disabled_reason"),
     /** SHA-256 of the creating request when it carried an Idempotency-Key (the id is derived from the key). */
     requestHash: text("request_hash"),
     createdAt: createdAt(),

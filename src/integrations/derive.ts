@@ -4,7 +4,7 @@
 //
 // Deriving rather than storing means a copy of D1 names no working secret; the price is that changing
 // MULTISHOT_SIGNING_SECRET changes every derived value (webhook secrets must then be handed out again).
-import { base64url, hmacSha256 } from "../crypto.ts";
+import { base64, base64url, hmacSha256 } from "../crypto.ts";
 import type { Env } from "../env.ts";
 import { signingSecret } from "../signed-urls.ts";
 
@@ -14,9 +14,21 @@ async function derive(env: Env, label: string): Promise<Uint8Array> {
   return hmacSha256(signingSecret(env), `multishot-derive:${label}`);
 }
 
-/** A webhook endpoint's secret: shown once at creation (and at each rotation), never stored. */
-export async function webhookSecret(env: Env, endpointId: string, version: number): Promise<string> {
-  return `whsec_${base64url(await derive(env, `webhook-secret:${endpointId}:${version}`))}`;
+export type SecretFormat = "standard" | "legacy";
+
+/** The 32 bytes of a webhook endpoint's secret (its key): derived, never stored. */
+export function webhookKey(env: Env, endpointId: string, version: number): Promise<Uint8Array> {
+  return derive(env, `webhook-secret:${endpointId}:${version}`);
+}
+
+/**
+ * A webhook endpoint's secret as it is shown, once at creation (and at each rotation): Standard
+ * Webhooks' form, `whsec_` + base64 of the key, or for an endpoint made before that, `whsec_` +
+ * base64url of the same key.
+ */
+export async function webhookSecret(env: Env, endpointId: string, version: number, format: SecretFormat = "standard"): Promise<string> {
+  const key = await webhookKey(env, endpointId, version);
+  return `whsec_${format === "standard" ? base64(key) : base64url(key)}`;
 }
 
 /**

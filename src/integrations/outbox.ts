@@ -9,7 +9,7 @@
 // delivery's state is mirrored to D1, which is the log the API reads.
 import { randomId } from "../crypto.ts";
 import { db } from "../db/client.ts";
-import { liveEndpoint, outboundEndpoints, saveDeliveries, type DeliveryRecord } from "../db/integration-queries.ts";
+import { disableEndpoint, liveEndpoint, outboundEndpoints, saveDeliveries, type DeliveryRecord } from "../db/integration-queries.ts";
 import type { DeliveryStatus } from "../db/schema.ts";
 import type { HookHost } from "./hook-host.ts";
 import { retryPolicy } from "../durable/retry.ts";
@@ -28,9 +28,12 @@ const FANOUT_KEY = "hook:fanout";
 const MIRROR_KEY = "hook:webhook-log";
 const ENDPOINT_PREFIX = "hook:webhook:";
 
-/** The wait before try `triesSoFar + 1`: the run engine's retry base (RETRY_BASE_MS), doubling, at most an hour. */
-export function deliveryBackoffMs(baseMs: number, triesSoFar: number): number {
-  return Math.min(MAX_BACKOFF_MS, baseMs * 2 ** Math.max(0, triesSoFar - 1));
+/**
+ * The wait before try `triesSoFar + 1`: the run engine's retry base (RETRY_BASE_MS), doubling, at most an
+ * hour, less up to a tenth at random (jitter), so receivers that failed together are not retried together.
+ */
+export function deliveryBackoffMs(baseMs: number, triesSoFar: number, random = Math.random()): number {
+  return Math.round(Math.min(MAX_BACKOFF_MS, baseMs * 2 ** Math.max(0, triesSoFar - 1)) * (1 - 0.1 * random));
 }
 
 const SCHEMA = `
@@ -153,12 +156,10 @@ export class WebhookOutbox {
     const key = ENDPOINT_PREFIX + endpointId;
     const sql = this.host.sql;
     const endpoint = await liveEndpoint(db(this.host.env.DB), endpointId);
-    if (!endpoint || endpoint.kind !== "outbound" || !endpoint.url) {
-      // Deleted since: what it would have got is given up, and stays in its log.
-      sql.exec(
-        "UPDATE hook_deliveries SET status = 'failed', last_error = 'the endpoint was deleted', rev = rev + 1 WHERE endpoint_id = ? AND status = 'pending'",
-        endpointId,
-      );
+    if (!endpoint || endpoint.kind !== "outbound" || !endpoint.url || endpoint.disabledAt !== null) {
+      // Deleted or disabled since: what it would have got is given up, and stays in its log.
+      const why = endpoint?.disabledAt ? `the endpoint is disabled: ${endpoint.disabledReason ?? "by its receiver"}` : "the endpoint was deleted";
+      sql.exec("UPDATE hook_deliveries SET status = 'failed', last_error = ?, rev = rev + 1 WHERE endpoint_id = ? AND status = 'pending'", why, endpointId);
       this.host.unschedule(key);
       return this.mirror();
     }
@@ -182,14 +183,14 @@ export class WebhookOutbox {
         this.host.schedule(key, now);
         break;
       }
-      const result = await sendDelivery(this.host.env, { id: endpoint.id, url: endpoint.url, secretVersion: endpoint.secretVersion }, {
+      const result = await sendDelivery(this.host.env, { ...endpoint, url: endpoint.url }, {
         id: head.id,
         eventType: head.type,
         payload: head.body,
       });
       const tries = head.tries + 1;
       const at = Date.now();
-      const status: DeliveryStatus = result.ok ? "delivered" : tries >= MAX_DELIVERY_TRIES ? "failed" : "pending";
+      const status: DeliveryStatus = result.ok ? "delivered" : tries >= MAX_DELIVERY_TRIES || result.gone ? "failed" : "pending";
       sql.exec(
         `UPDATE hook_deliveries SET status = ?, tries = ?, next_at = ?, last_status = ?, last_error = ?, delivered_at = ?, rev = rev + 1
          WHERE id = ?`,
@@ -202,6 +203,17 @@ export class WebhookOutbox {
         head.id,
       );
       if (!result.ok) console.warn(`webhook delivery ${head.id} (${head.type}) to ${endpoint.id}: try ${tries} failed: ${result.error}`);
+      if (result.gone) {
+        // 410 Gone: the receiver wants no more (Standard Webhooks). The endpoint is disabled, what waits
+        // for it is given up, and its view says why.
+        await disableEndpoint(db(this.host.env.DB), endpoint.id, at, `the receiver answered 410 Gone to delivery ${head.id}`);
+        sql.exec(
+          "UPDATE hook_deliveries SET status = 'failed', last_error = 'the endpoint is disabled: its receiver answered 410 Gone', rev = rev + 1 WHERE endpoint_id = ? AND status = 'pending'",
+          endpoint.id,
+        );
+        this.host.unschedule(key);
+        break;
+      }
     }
     await this.mirror();
   }

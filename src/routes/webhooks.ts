@@ -13,6 +13,7 @@ import {
   claimReceipt,
   deleteEndpoint,
   delivery,
+  enableEndpoint,
   endpointById,
   insertEndpoint,
   listDeliveries,
@@ -28,6 +29,7 @@ import {
 import { isLocalMode, type Env } from "../env.ts";
 import { ApiError, notFound } from "../errors.ts";
 import { sendDelivery } from "../integrations/delivery.ts";
+import { DEFAULT_ROTATION_GRACE_HOURS, endpointKeys, inGrace } from "../integrations/endpoint-secrets.ts";
 import { refusedDestination } from "../integrations/destinations.ts";
 import { derivedId, derivedRunId, webhookSecret } from "../integrations/derive.ts";
 import { OUTBOUND_EVENTS } from "../integrations/events.ts";
@@ -62,11 +64,26 @@ export const webhookCreateSchema = z.discriminatedUnion("kind", [
 
 /** An endpoint as the API shows it: never its secret (only the answers that make one carry it). */
 function endpointView(env: Env, e: EndpointRow) {
-  const common = { id: e.id, kind: e.kind, name: e.name, secretVersion: e.secretVersion, createdAt: e.createdAt, deletedAt: e.deletedAt };
+  const common = {
+    id: e.id,
+    kind: e.kind,
+    name: e.name,
+    secretVersion: e.secretVersion,
+    secretFormat: e.secretFormat,
+    /** During a rotation's grace, until when the previous secret still signs and verifies. */
+    previousSecretValidUntil: inGrace(e) ? e.previousSecretUntil : null,
+    createdAt: e.createdAt,
+    deletedAt: e.deletedAt,
+  };
   return e.kind === "inbound"
     ? { ...common, hookUrl: `${env.PUBLIC_URL.replace(/\/$/, "")}/hooks/${e.id}`, template: e.template as TemplateInput }
-    : { ...common, url: e.url, events: e.events };
+    : { ...common, url: e.url, events: e.events, disabledAt: e.disabledAt, disabledReason: e.disabledReason };
 }
+
+export const rotateRequestSchema = z.strictObject({
+  /** How long the previous secret keeps signing and verifying beside the new one (0: it stops at once). */
+  graceHours: z.number().min(0).max(7 * 24).default(DEFAULT_ROTATION_GRACE_HOURS),
+});
 
 function deliveryView(d: DeliveryRow, withPayload = false) {
   return {
@@ -146,7 +163,7 @@ export const webhooks = new Hono<AppEnv>()
     if (!made && row.requestHash !== requestHash) {
       throw new ApiError(422, "idempotency_key_reused", "this Idempotency-Key was used for a different request");
     }
-    const body = { ...endpointView(c.env, row), secret: await webhookSecret(c.env, row.id, row.secretVersion) };
+    const body = { ...endpointView(c.env, row), secret: await webhookSecret(c.env, row.id, row.secretVersion, row.secretFormat) };
     return c.json(body, 201, made ? {} : { "idempotent-replayed": "true" });
   })
 
@@ -160,12 +177,26 @@ export const webhooks = new Hono<AppEnv>()
     return c.json({ id: e.id, deleted: true });
   })
 
-  /** A new secret, shown this once; the old one stops working at once. */
+  /**
+   * A new secret (Standard Webhooks' form), shown this once. The old one keeps signing deliveries beside
+   * it, and verifying inbound requests, for `graceHours` (24 by default; 0 stops it at once).
+   */
   .post("/api/webhooks/:id/secret", async (c) => {
     const e = await ownedEndpoint(c);
-    const version = await rotateEndpointSecret(db(c.env.DB), e.accountId, e.id);
+    const empty = c.req.header("content-length") === "0" || !c.req.header("content-type");
+    const { graceHours } = empty ? rotateRequestSchema.parse({}) : await jsonBody(c, rotateRequestSchema);
+    const graceUntil = graceHours > 0 ? Date.now() + graceHours * 3_600_000 : null;
+    const version = await rotateEndpointSecret(db(c.env.DB), e.accountId, e.id, graceUntil);
     if (version === null) throw notFound("webhook endpoint");
-    return c.json({ id: e.id, secretVersion: version, secret: await webhookSecret(c.env, e.id, version) });
+    return c.json({ id: e.id, secretVersion: version, secret: await webhookSecret(c.env, e.id, version, "standard"), previousSecretValidUntil: graceUntil });
+  })
+
+  /** Sends events to an endpoint that a 410 disabled, again. */
+  .post("/api/webhooks/:id/enable", async (c) => {
+    const e = await ownedEndpoint(c);
+    if (e.kind !== "outbound") throw new ApiError(409, "not_outbound", "only an outbound endpoint can be disabled and enabled");
+    await enableEndpoint(db(c.env.DB), e.accountId, e.id);
+    return c.json(endpointView(c.env, (await endpointById(db(c.env.DB), e.id))!));
   })
 
   /** Inbound: the deliveries it received (and the run each started). Outbound: the events sent to it, newest first. */
@@ -202,7 +233,7 @@ export const webhooks = new Hono<AppEnv>()
     const d = db(c.env.DB);
     const row = await delivery(d, e.id, c.req.param("deliveryId"));
     if (!row) throw notFound("delivery");
-    const result = await sendDelivery(c.env, { id: e.id, url: e.url, secretVersion: e.secretVersion }, row);
+    const result = await sendDelivery(c.env, { ...e, url: e.url }, row);
     await recordRedelivery(d, row.id, { ok: result.ok, status: result.status, error: result.error, at: Date.now() });
     const after = (await delivery(d, e.id, row.id))!;
     return c.json({ delivered: result.ok, status: result.status, error: result.error, delivery: deliveryView(after) });
@@ -219,7 +250,8 @@ export const webhooks = new Hono<AppEnv>()
     const body = await c.req.text();
     if (body.length > MAX_BODY_BYTES) throw new ApiError(413, "body_too_large", `request body is over ${MAX_BODY_BYTES} bytes`);
     const headers = c.req.raw.headers;
-    const verdict = await verifyHookRequest(await webhookSecret(c.env, endpoint.id, endpoint.secretVersion), headers, body);
+    const keys = await endpointKeys(c.env, endpoint);
+    const verdict = await verifyHookRequest([keys.current, ...(keys.previous ? [keys.previous] : [])], headers, body);
     if (!verdict.ok) throw new ApiError(401, "invalid_signature", verdict.reason);
 
     // What makes a redelivery land on the first run is signed: a delivery id inside the signature, else

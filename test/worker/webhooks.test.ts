@@ -3,6 +3,7 @@
 // once per delivery id; anything not signed right is refused with 401 and starts nothing.
 import { env } from "cloudflare:test";
 import { exports } from "cloudflare:workers";
+import { Webhook } from "standardwebhooks";
 import { afterAll, describe, expect, it } from "vitest";
 import { ADMIN_TOKEN, api, getRun } from "./helpers.ts";
 
@@ -78,7 +79,8 @@ describe("inbound webhooks", () => {
   it("shows an endpoint's secret once and keeps it nowhere: not in D1, not in listings", async () => {
     const e = await makeInbound("run-request");
     expect(e.id).toMatch(/^wh_[a-z2-7]{20}$/);
-    expect(e.secret).toMatch(/^whsec_[A-Za-z0-9_-]{43}$/);
+    // Standard Webhooks' form: whsec_ and the key (32 bytes) in base64.
+    expect(e.secret).toMatch(/^whsec_[A-Za-z0-9+/]{43}=$/);
     expect(e.hookUrl).toMatch(new RegExp(`/hooks/${e.id}$`));
 
     const listed = await (await api("/api/webhooks")).text();
@@ -93,6 +95,7 @@ describe("inbound webhooks", () => {
       const dump = JSON.stringify(await env.DB.prepare(`SELECT * FROM "${name}"`).all());
       expect(dump, name).not.toContain(e.secret);
       expect(dump, name).not.toContain(e.secret.slice(6));
+      expect(dump, name).not.toContain(e.secret.slice(6, 30));
     }
   });
 
@@ -147,6 +150,40 @@ describe("inbound webhooks", () => {
       expect(await res.json()).toMatchObject({ ignored: true, reason: expect.stringContaining(`issue.author_association is "${association}"`) });
     }
     expect(await runCount()).toBe(before + 1);
+  });
+
+  it("starts one run from a request signed by the standardwebhooks package, and none from the same request again", async () => {
+    const e = await makeInbound({ preset: "run-request", run: { agent: "demo", attempts: 1 } });
+    const before = await runCount();
+    const body = JSON.stringify({ prompt: "signed the standard way [hang]" });
+    const wh = new Webhook(e.secret);
+    const signed = (id: string, at = new Date()) => ({ "webhook-id": id, "webhook-timestamp": String(Math.floor(at.getTime() / 1000)), "webhook-signature": wh.sign(id, at, body) });
+    const headers = signed("msg_2kV9standard01");
+    const first = await hook(e.id, body, headers);
+    expect(first.status).toBe(202);
+    const run = (await first.json()) as { id: string; delivery: string };
+    expect(run.delivery).toBe("msg_2kV9standard01");
+    started.push(run.id);
+    // The same message again (a retry re-signs it with a new timestamp): the first run, nothing new.
+    const again = await hook(e.id, body, signed("msg_2kV9standard01", new Date(Date.now() + 2000)));
+    expect(again.status).toBe(200);
+    expect(await again.json()).toMatchObject({ id: run.id, replayed: true });
+    expect(await runCount()).toBe(before + 1);
+    // A tampered body, another secret, a stale timestamp, an id the signature does not cover: 401.
+    const other = new Webhook(`whsec_${btoa("another secret, 32 bytes long!!!")}`);
+    const refusals: [string, string, Record<string, string>][] = [
+      ["tampered body", body.replace("standard", "sneaky"), headers],
+      ["wrong secret", body, { ...headers, "webhook-signature": other.sign("msg_2kV9standard01", new Date(), body) }],
+      ["stale timestamp", body, signed("msg_old", new Date(Date.now() - 6 * 60_000))],
+      ["id moved", body, { ...headers, "webhook-id": "msg_someone_else" }],
+    ];
+    for (const [what, sent, h] of refusals) {
+      const res = await hook(e.id, sent, h);
+      expect(res.status, what).toBe(401);
+      expect(((await res.json()) as { error: { code: string } }).error.code, what).toBe("invalid_signature");
+    }
+    expect(await runCount()).toBe(before + 1);
+    await api(`/api/runs/${run.id}/cancel`, { method: "POST" });
   });
 
   it("never lets an unsigned delivery id make a replayed request a new delivery", async () => {
@@ -291,7 +328,8 @@ describe("inbound webhooks", () => {
     const writer = ((await keyRes.json()) as { key: string }).key;
     expect((await errorOf(await api("/api/webhooks", { key: writer }))).status).toBe(403);
 
-    const rotated = (await (await api(`/api/webhooks/${e.id}/secret`, { method: "POST" })).json()) as { secret: string; secretVersion: number };
+    // With no grace, the old secret stops at once (a rotation's grace is tested end to end in test/node/webhooks.test.ts).
+    const rotated = (await (await api(`/api/webhooks/${e.id}/secret`, { method: "POST", json: { graceHours: 0 } })).json()) as { secret: string; secretVersion: number };
     expect(rotated.secretVersion).toBe(2);
     expect(rotated.secret).not.toBe(e.secret);
     const body = JSON.stringify({ prompt: "rotated [hang]" });
