@@ -9,7 +9,7 @@ import type { Scope } from "./keys.ts";
 import { accountCreateSchema, accountUpdateSchema, keyRequestSchema } from "./routes/keys.ts";
 import { shareRequestSchema } from "./routes/share.ts";
 import { linkCodeRequestSchema } from "./routes/slack.ts";
-import { webhookCreateSchema } from "./routes/webhooks.ts";
+import { rotateRequestSchema, webhookCreateSchema } from "./routes/webhooks.ts";
 import { previewRequestSchema, roundRequestSchema, runRequestSchema, winnerRequestSchema } from "./run-request.ts";
 import { VERSION } from "./version.ts";
 
@@ -191,7 +191,9 @@ export const OPERATIONS: Operation[] = [
   { method: "get", path: "/api/webhooks", tag: integrations, summary: "The account's endpoints (no secrets)", auth: "key", scope: "admin", responses: { 200: json("the endpoints", fields("endpoints")) } },
   { method: "get", path: "/api/webhooks/:id", tag: integrations, summary: "One endpoint", auth: "key", scope: "admin", responses: { 200: json("the endpoint", fields("id", "kind", "name", "secretVersion", "createdAt")) } },
   { method: "delete", path: "/api/webhooks/:id", tag: integrations, summary: "Delete an endpoint", auth: "key", scope: "admin", responses: { 200: json("deleted", fields("id", "deleted")) } },
-  { method: "post", path: "/api/webhooks/:id/secret", tag: integrations, summary: "Rotate the endpoint's secret", auth: "key", scope: "admin", responses: { 200: json("the new secret", fields("id", "secretVersion", "secret")) } },
+  { method: "post", path: "/api/webhooks/:id/secret", tag: integrations, summary: "Rotate the endpoint's secret; the old one keeps working for graceHours (24)", auth: "key", scope: "admin", body: rotateRequestSchema,
+    responses: { 200: json("the new secret", fields("id", "secretVersion", "secret", "previousSecretValidUntil")) } },
+  { method: "post", path: "/api/webhooks/:id/enable", tag: integrations, summary: "Send events again to an endpoint a receiver's 410 disabled", auth: "key", scope: "admin", responses: { 200: json("the endpoint", fields("id", "disabledAt")) } },
   { method: "get", path: "/api/webhooks/:id/deliveries", tag: integrations, summary: "The delivery log, newest first", auth: "key", scope: "admin", params: [limit, cursor],
     responses: { 200: json("a page of deliveries", fields("deliveries", "nextCursor")) } },
   { method: "get", path: "/api/webhooks/:id/deliveries/:deliveryId", tag: integrations, summary: "One delivery, with its payload", auth: "key", scope: "admin",

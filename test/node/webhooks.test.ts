@@ -7,7 +7,8 @@ import { readdirSync, readFileSync, statSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Webhook, WebhookVerificationError } from "standardwebhooks";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { RunView } from "../../src/durable/view.ts";
 import { startService, type Service } from "../support/service.ts";
 
@@ -27,6 +28,7 @@ async function startReceiver(failFirst: number, gate: Promise<void> = Promise.re
   const received: Received[] = [];
   const seenPerRun = new Map<string, number>();
   let failAll = false;
+  let status: number | null = null;
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
@@ -36,7 +38,7 @@ async function startReceiver(failFirst: number, gate: Promise<void> = Promise.re
       const n = (seenPerRun.get(body.run.id) ?? 0) + 1;
       seenPerRun.set(body.run.id, n);
       if (n === 1) await gate;
-      const answered = failAll || n <= failFirst ? 500 : 200;
+      const answered = status ?? (failAll || n <= failFirst ? 500 : 200);
       const headers: Record<string, string> = {};
       for (const [k, v] of Object.entries(req.headers)) headers[k] = String(v);
       received.push({ at: Date.now(), headers, raw, body, answered });
@@ -50,9 +52,13 @@ async function startReceiver(failFirst: number, gate: Promise<void> = Promise.re
     received,
     accepted: () => received.filter((r) => r.answered === 200),
     setFailAll: (v: boolean) => void (failAll = v),
+    setStatus: (v: number) => void (status = v),
     close: () => new Promise<void>((ok) => (server.closeAllConnections(), server.close(() => ok()))),
   };
 }
+
+/** Verifies a delivery with the standardwebhooks package, as a consumer would: throws when it does not hold. */
+const standardVerify = (secret: string, r: Pick<Received, "raw" | "headers">) => new Webhook(secret).verify(r.raw, r.headers);
 
 /** Verifies the multishot signature with node's own HMAC, independently of the service's code. */
 function signatureHolds(secret: string, r: Received): boolean {
@@ -217,5 +223,90 @@ describe("outbound events", () => {
     expect(service.output()).not.toContain(all.secret);
 
     for (const id of ids) await service.api(`/api/runs/${id}/cancel`, { method: "POST" });
+  });
+
+  it("are Standard Webhooks a stock library verifies; a rotation signs with both secrets for its grace; a 410 disables the endpoint", async () => {
+    const standard = await startReceiver(0);
+    const gone = await startReceiver(0);
+    try {
+      const ep = await json<{ id: string; secret: string; secretFormat: string }>(
+        await service.api("/api/webhooks", { method: "POST", json: { kind: "outbound", url: standard.url, events: ["run.created", "run.finished"] } }),
+        201,
+      );
+      expect(ep.secret).toMatch(/^whsec_[A-Za-z0-9+/]{43}=$/);
+      expect(ep.secretFormat).toBe("standard");
+      const run = async (prompt: string) => {
+        const { id } = await json<{ id: string }>(await service.api("/api/runs", { method: "POST", json: { prompt, agent: "demo", attempts: 1 } }), 202);
+        await waitFor(`run ${id}`, async () => standard.accepted().filter((r) => r.body.run.id === id && r.body.type === "run.finished").length > 0);
+        return standard.accepted().filter((r) => r.body.run.id === id);
+      };
+      const first = await run("a standard site");
+      expect(first.map((r) => r.body.type)).toEqual(["run.created", "run.finished"]);
+      for (const r of first) {
+        // The stock library verifies it and hands back the payload.
+        expect(standardVerify(ep.secret, r)).toEqual(r.body);
+        expect(r.headers["webhook-id"]).toBe(r.headers["x-multishot-delivery"]);
+        expect(r.headers["webhook-signature"]).toMatch(/^v1,[A-Za-z0-9+/]{43}=$/);
+        // The deprecated header still holds for consumers that have not moved yet.
+        expect(signatureHolds(ep.secret, r)).toBe(true);
+        // A tampered body and another secret fail verification.
+        expect(() => standardVerify(ep.secret, { ...r, raw: r.raw.replace("run.", "xun.") })).toThrow(WebhookVerificationError);
+        expect(() => standardVerify(`whsec_${Buffer.from("a different secret, thirty-two!!").toString("base64")}`, r)).toThrow(WebhookVerificationError);
+      }
+      // A real delivery, looked at six minutes later, is stale.
+      vi.useFakeTimers({ toFake: ["Date"], now: Date.now() + 6 * 60_000 });
+      try {
+        expect(() => standardVerify(ep.secret, first[0]!)).toThrow(/timestamp too old/i);
+      } finally {
+        vi.useRealTimers();
+      }
+
+      // Rotation: for its grace, every delivery is signed with both secrets, so a consumer holding
+      // either verifies it; the endpoint says until when.
+      const rotated = await json<{ secret: string; previousSecretValidUntil: number }>(
+        await service.api(`/api/webhooks/${ep.id}/secret`, { method: "POST", json: { graceHours: 1 } }),
+        200,
+      );
+      expect(rotated.secret).not.toBe(ep.secret);
+      expect(rotated.previousSecretValidUntil).toBeGreaterThan(Date.now() + 59 * 60_000);
+      const view = await json<{ previousSecretValidUntil: number }>(await service.api(`/api/webhooks/${ep.id}`), 200);
+      expect(view.previousSecretValidUntil).toBe(rotated.previousSecretValidUntil);
+      const during = await run("a rotating site");
+      for (const r of during) {
+        expect(r.headers["webhook-signature"]!.split(" ")).toHaveLength(2);
+        expect(standardVerify(ep.secret, r)).toEqual(r.body);
+        expect(standardVerify(rotated.secret, r)).toEqual(r.body);
+      }
+      // Rotated again without grace, the old secret stops at once.
+      const now = await json<{ secret: string }>(await service.api(`/api/webhooks/${ep.id}/secret`, { method: "POST", json: { graceHours: 0 } }), 200);
+      const after = await run("a rotated site");
+      for (const r of after) {
+        expect(standardVerify(now.secret, r)).toEqual(r.body);
+        expect(() => standardVerify(rotated.secret, r)).toThrow(WebhookVerificationError);
+      }
+
+      // A receiver that answers 410 Gone is disabled after one delivery, and gets nothing more.
+      gone.setStatus(410);
+      const bye = await json<{ id: string }>(
+        await service.api("/api/webhooks", { method: "POST", json: { kind: "outbound", url: gone.url, events: ["run.created", "run.finished"] } }),
+        201,
+      );
+      await run("a site nobody wants");
+      const disabled = await waitFor("the endpoint to be disabled", async () => {
+        const e = await json<{ disabledAt: number | null; disabledReason: string | null }>(await service.api(`/api/webhooks/${bye.id}`), 200);
+        return e.disabledAt ? e : null;
+      });
+      expect(disabled.disabledReason).toMatch(/^the receiver answered 410 Gone to delivery whd_/);
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(gone.received).toHaveLength(1);
+      await run("another site nobody wants");
+      expect(gone.received).toHaveLength(1);
+      // Its owner can turn it back on.
+      const enabled = await json<{ disabledAt: number | null }>(await service.api(`/api/webhooks/${bye.id}/enable`, { method: "POST" }), 200);
+      expect(enabled.disabledAt).toBeNull();
+    } finally {
+      await standard.close();
+      await gone.close();
+    }
   });
 });
