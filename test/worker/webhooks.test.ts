@@ -338,8 +338,29 @@ describe("inbound webhooks", () => {
     expect(ok.status).toBe(202);
     started.push(((await ok.json()) as { id: string }).id);
 
+    // With a grace, a sender still holding the old secret gets through until it ends; the new one too.
+    const graced = (await (await api(`/api/webhooks/${e.id}/secret`, { method: "POST", json: { graceHours: 1 } })).json()) as { secret: string };
+    const std = (secret: string, id: string, text: string) => {
+      const at = new Date();
+      return { "webhook-id": id, "webhook-timestamp": String(Math.floor(at.getTime() / 1000)), "webhook-signature": new Webhook(secret).sign(id, at, text) };
+    };
+    const startedBy = async (secret: string, id: string, text: string) => {
+      const res = await hook(e.id, text, std(secret, id, text));
+      const json = (await res.json()) as { id: string };
+      // Cancelled at once: these runs would hold the account's attempts for the tests after this one.
+      if (res.status === 202) await api(`/api/runs/${json.id}/cancel`, { method: "POST" });
+      return res.status;
+    };
+    for (const r of started.splice(0)) await api(`/api/runs/${r}/cancel`, { method: "POST" });
+    const oldBody = JSON.stringify({ prompt: "old secret in grace" });
+    expect(await startedBy(rotated.secret, "msg_grace_old", oldBody)).toBe(202);
+    const newBody = JSON.stringify({ prompt: "new secret" });
+    expect(await startedBy(graced.secret, "msg_grace_new", newBody)).toBe(202);
+    // The secret before that one is long gone.
+    expect((await hook(e.id, oldBody, std(e.secret, "msg_gone", oldBody))).status).toBe(401);
+
     expect((await api(`/api/webhooks/${e.id}`, { method: "DELETE" })).status).toBe(200);
-    expect((await hook(e.id, body, await multishotHeaders(rotated.secret, body))).status).toBe(404);
+    expect((await hook(e.id, body, await multishotHeaders(graced.secret, body))).status).toBe(404);
     expect((await api(`/api/webhooks/${e.id}`)).status).toBe(404);
   });
 
