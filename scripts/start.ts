@@ -64,6 +64,14 @@ async function waitForHealth(url: string, bootId: string, timeoutMs: number): Pr
 async function main() {
   await checkPortFree();
   const bootId = randomBytes(12).toString("hex");
+  // The mark every process this start begins carries (wrangler, workerd, sandbox processes): its
+  // watchdog kills what carries it once this process is gone, however it ended.
+  process.env.MULTISHOT_START = bootId;
+  spawn(process.execPath, [join(root, "scripts", "watchdog.mjs"), String(process.pid), bootId], {
+    detached: true,
+    stdio: "ignore",
+    env: { PATH: process.env.PATH ?? "" },
+  }).unref();
   const publicUrl = process.env.PUBLIC_URL ?? `http://127.0.0.1:${port}`;
   const config: Record<string, string> = {};
   for (const key of PASSED_THROUGH) if (process.env[key]) config[key] = process.env[key]!;
@@ -129,6 +137,8 @@ async function main() {
   };
   process.on("SIGINT", () => void stop(0));
   process.on("SIGTERM", () => void stop(0));
+  // The terminal closed.
+  process.on("SIGHUP", () => void stop(0));
   wrangler.on("exit", (code) => {
     if (!stopping) {
       console.error(`wrangler dev exited with ${code}`);

@@ -192,6 +192,7 @@ router.on('PUT', '/sandbox/:idOrName/labels', async (r, p) => {
   const sb = r.app.store.find(p.idOrName!);
   sb.labels = { ...body.labels };
   sb.updatedAt = new Date();
+  sb.persist();
   sendJson(r.res, 200, { labels: sb.labels });
 });
 
@@ -203,6 +204,7 @@ function intervalRoute(path: string, field: 'autoStopInterval' | 'autoArchiveInt
     if (n === undefined) throw new DaytonaHttpError(400, 'interval is required');
     sb[field] = n;
     sb.updatedAt = new Date();
+    sb.persist();
     sendEmpty(r.res, 200);
   });
 }

@@ -7,9 +7,12 @@
 //   tmp/              TMPDIR
 //   .ports/           port shim mappings: file `3000` holds the real port the sandbox's port 3000 got
 //   .daytona/         session shells' command files and logs
+//   record.json       the sandbox's record (what the control plane answers), rewritten on every change:
+//                     a restarted server finds every sandbox again (Daytona keeps sandboxes whatever
+//                     happens to its API), `stopped`, files intact, as after an auto-stop
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { daemonError } from './http-util.ts';
@@ -45,9 +48,10 @@ export interface CreateParams {
  * plumbing (locale, terminal, proxies, CA bundles), as a container image configures it. A Daytona sandbox
  * starts from its image's environment plus the create's `env` (the SDK's `envVars`; `POST /sandbox`,
  * ../shared/docs/daytona-contract.md), never the caller's: the server's secrets (ANTHROPIC_API_KEY, an OAuth token, the
- * service's signing secret when npm start runs it) must not show in a sandbox's `env`. */
+ * service's signing secret when npm start runs it) must not show in a sandbox's `env`. MULTISHOT_START
+ * (npm start's mark, no secret) goes on, so its watchdog finds every sandbox process if it dies. */
 const MACHINE_ENV =
-  /^(PATH|LANG|LANGUAGE|LC_[A-Z]+|TERM|TZ|(HTTPS?|NO|ALL)_PROXY|NODE_EXTRA_CA_CERTS|SSL_CERT_(FILE|DIR)|CURL_CA_BUNDLE|GIT_SSL_CAINFO|REQUESTS_CA_BUNDLE|AWS_CA_BUNDLE|NIX_SSL_CERT_FILE)$/i;
+  /^(PATH|LANG|LANGUAGE|LC_[A-Z]+|TERM|TZ|(HTTPS?|NO|ALL)_PROXY|NODE_EXTRA_CA_CERTS|SSL_CERT_(FILE|DIR)|CURL_CA_BUNDLE|GIT_SSL_CAINFO|REQUESTS_CA_BUNDLE|AWS_CA_BUNDLE|NIX_SSL_CERT_FILE|MULTISHOT_START)$/i;
 
 export interface StoreOptions {
   root: string;
@@ -61,6 +65,27 @@ export interface StoreOptions {
   /** destinations a restricted sandbox may reach besides `behaviour.egressAllow` (the server itself) */
   serverEgressAllow: EgressRule[];
   log: (line: string) => void;
+}
+
+/** What `record.json` holds: the record, without what belongs to the running server. */
+export interface SandboxRecord {
+  v: 1;
+  id: string;
+  seq: number;
+  name: string;
+  createdAt: string;
+  labels: Record<string, string>;
+  params: CreateParams;
+  autoStopInterval: number;
+  autoArchiveInterval: number;
+  autoDeleteInterval: number;
+  state: SandboxState;
+  desiredState: DesiredState;
+  errorReason?: string;
+  recoverable: boolean;
+  markedForDestroy: boolean;
+  runningMs: number;
+  previewToken: string;
 }
 
 export class LocalSandbox implements ProcessHost {
@@ -89,7 +114,7 @@ export class LocalSandbox implements ProcessHost {
   autoStopInterval: number;
   autoArchiveInterval: number;
   autoDeleteInterval: number;
-  readonly previewToken = randomBytes(16).toString('hex');
+  readonly previewToken: string;
   readonly dir: string;
   readonly homeDir: string;
   readonly workDir: string;
@@ -102,23 +127,26 @@ export class LocalSandbox implements ProcessHost {
   readonly sessions = new Map<string, Session>();
   private readonly children = new Set<ChildProcess>();
   private busy = 0;
+  private persisted = '';
   private sessionSeq = 0;
   private readonly opts: StoreOptions;
 
-  constructor(seq: number, params: CreateParams, opts: StoreOptions) {
-    this.id = randomUUID();
+  /** `restored`: the record a previous server wrote (the sandbox comes back `stopped`: no process survives). */
+  constructor(seq: number, params: CreateParams, opts: StoreOptions, restored?: SandboxRecord) {
+    this.id = restored?.id ?? randomUUID();
     this.seq = seq;
-    this.name = params.name || this.id;
+    this.name = restored?.name ?? (params.name || this.id);
     this.params = params;
     this.opts = opts;
-    this.labels = { ...params.labels };
-    this.createdAt = new Date();
-    this.updatedAt = this.createdAt;
+    this.labels = { ...(restored?.labels ?? params.labels) };
+    this.createdAt = restored ? new Date(restored.createdAt) : new Date();
+    this.updatedAt = restored ? new Date() : this.createdAt;
     this.lastActivity = Date.now();
+    this.previewToken = restored?.previewToken ?? randomBytes(16).toString('hex');
     // Daytona's defaults: auto-stop after 15 idle minutes, archive after 7 days, never auto-delete.
-    this.autoStopInterval = params.autoStopInterval ?? 15;
-    this.autoArchiveInterval = params.autoArchiveInterval ?? 7 * 24 * 60;
-    this.autoDeleteInterval = params.autoDeleteInterval ?? -1;
+    this.autoStopInterval = restored?.autoStopInterval ?? params.autoStopInterval ?? 15;
+    this.autoArchiveInterval = restored?.autoArchiveInterval ?? params.autoArchiveInterval ?? 7 * 24 * 60;
+    this.autoDeleteInterval = restored?.autoDeleteInterval ?? params.autoDeleteInterval ?? -1;
     this.dir = path.join(opts.root, 'sandboxes', this.id);
     this.homeDir = path.join(this.dir, 'home');
     this.workDir = path.join(this.homeDir, 'workspace');
@@ -126,7 +154,51 @@ export class LocalSandbox implements ProcessHost {
     this.portsDir = path.join(this.dir, '.ports');
     this.sessionsDir = path.join(this.dir, '.daytona', 'sessions');
     this.makeFolders();
-    this.runningSince = Date.now();
+    if (restored) {
+      const running: SandboxState[] = ['started', 'starting', 'stopping', 'creating'];
+      this.state = running.includes(restored.state) ? 'stopped' : restored.state;
+      this.desiredState = this.state === 'stopped' ? 'stopped' : restored.desiredState;
+      this.errorReason = restored.errorReason;
+      this.recoverable = restored.recoverable;
+      this.runningMs = restored.runningMs;
+      this.runningSince = undefined;
+      this.stoppedAt = this.state === 'stopped' ? Date.now() : undefined;
+    } else {
+      this.runningSince = Date.now();
+    }
+  }
+
+  /** Writes the record beside the sandbox's folders (atomically: a crash leaves the old or the new). */
+  persist(): void {
+    const record: SandboxRecord = {
+      v: 1,
+      id: this.id,
+      seq: this.seq,
+      name: this.name,
+      createdAt: this.createdAt.toISOString(),
+      labels: { ...this.labels },
+      params: this.params,
+      autoStopInterval: this.autoStopInterval,
+      autoArchiveInterval: this.autoArchiveInterval,
+      autoDeleteInterval: this.autoDeleteInterval,
+      state: this.state,
+      desiredState: this.desiredState,
+      ...(this.errorReason !== undefined ? { errorReason: this.errorReason } : {}),
+      recoverable: this.recoverable,
+      markedForDestroy: this.markedForDestroy,
+      runningMs: this.runningTotalMs(Date.now()),
+      previewToken: this.previewToken,
+    };
+    const text = JSON.stringify(record);
+    if (text === this.persisted) return;
+    try {
+      const file = path.join(this.dir, 'record.json');
+      writeFileSync(`${file}.tmp`, text);
+      renameSync(`${file}.tmp`, file);
+      this.persisted = text;
+    } catch {
+      // Its folder is being removed (a destroy): nothing to keep.
+    }
   }
 
   makeFolders(): void {

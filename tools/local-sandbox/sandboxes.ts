@@ -2,14 +2,15 @@
 // auto-delete), lenient or as Daytona's API (lifecycle.ts has the rules). This module is the one owner
 // of sandbox state; route modules only call it. One sandbox's record, folders and processes: sandbox.ts.
 import { EventEmitter } from 'node:events';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { DaytonaHttpError } from './http-util.ts';
 import { checkDelete, checkQuota, checkRecover, checkStart, checkStop, hasQuota } from './lifecycle.ts';
 import type { Resources, SandboxState } from './lifecycle.ts';
 import { LocalSandbox } from './sandbox.ts';
-import type { CreateParams, StoreOptions } from './sandbox.ts';
+import type { CreateParams, SandboxRecord, StoreOptions } from './sandbox.ts';
+import { sweepMarkedProcesses } from './proc.ts';
 
 export type { SandboxState } from './lifecycle.ts';
 export { LocalSandbox } from './sandbox.ts';
@@ -69,11 +70,38 @@ export class SandboxStore extends EventEmitter {
     super();
     this.opts = opts;
     mkdirSync(path.join(opts.root, 'sandboxes'), { recursive: true });
+    this.restore();
     // One timer drives every sandbox's auto-stop and auto-delete; its period follows the minute scale,
     // so a test with a 200 ms "minute" sees the effect within a fraction of it.
     const tickMs = Math.max(20, Math.min(5000, Math.floor(opts.minuteMs / 20)));
     this.timer = setInterval(() => void this.tick(), tickMs);
     this.timer.unref();
+  }
+
+  /**
+   * The sandboxes a previous server left under this root, back as they were but `stopped` (their
+   * processes did not survive it: any that did are killed). A destroy it had accepted is finished now.
+   */
+  private restore(): void {
+    const dir = path.join(this.opts.root, 'sandboxes');
+    for (const id of readdirSync(dir)) {
+      let record: SandboxRecord;
+      try {
+        record = JSON.parse(readFileSync(path.join(dir, id, 'record.json'), 'utf8')) as SandboxRecord;
+      } catch {
+        continue; // no record (an older server's folder): not a sandbox this server knows
+      }
+      if (record.v !== 1 || record.id !== id) continue;
+      if (record.markedForDestroy || record.state === 'destroyed' || record.state === 'destroying') {
+        rmSync(path.join(dir, id), { recursive: true, force: true, maxRetries: 3 });
+        continue;
+      }
+      const sb = new LocalSandbox(record.seq, record.params, this.opts, record);
+      this.seq = Math.max(this.seq, record.seq);
+      this.byId.set(sb.id, sb);
+      sb.persist();
+      void sweepMarkedProcesses(sb.id);
+    }
   }
 
   private get daytona(): boolean {
@@ -116,6 +144,7 @@ export class SandboxStore extends EventEmitter {
     const pendingMs = this.opts.behaviour.createPendingMs;
     if (pendingMs > 0) sb.setState('creating');
     this.byId.set(sb.id, sb);
+    sb.persist();
     this.stats.creates++;
     this.emit('created', sb);
     if (pendingMs > 0) this.later(sb, pendingMs, () => this.changeState(sb, 'started'));
@@ -136,6 +165,7 @@ export class SandboxStore extends EventEmitter {
   private changeState(sb: LocalSandbox, state: SandboxState): void {
     sb.transition++;
     const oldState = sb.setState(state);
+    sb.persist();
     if (oldState !== state) this.emit('state', { sandbox: sb, oldState, newState: state } satisfies StateChange);
   }
 
