@@ -4,7 +4,7 @@
 // `multishot ready at http://127.0.0.1:<port>` once /health answers.
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -25,6 +25,19 @@ function run(cmd: string, args: string[]): Promise<void> {
     const child = spawn(cmd, args, { cwd: root, stdio: ["ignore", "inherit", "inherit"] });
     child.on("exit", (code) => (code === 0 ? ok() : fail(new Error(`${cmd} ${args.join(" ")} exited with ${code}`))));
   });
+}
+
+/** A value kept in the state folder: read when there, else made and written owner-only. */
+function kept(name: string, make: () => string): string {
+  const file = join(stateDir, `.multishot-${name}`);
+  try {
+    return readFileSync(file, "utf8").trim();
+  } catch {
+    const value = make();
+    mkdirSync(stateDir, { recursive: true });
+    writeFileSync(file, `${value}\n`, { mode: 0o600 });
+    return value;
+  }
 }
 
 const portTakenMessage = (why: string) =>
@@ -93,9 +106,11 @@ async function main() {
         : "it runs its lenient profile: open egress (as Daytona's Tier 3), deletes at once, no quotas",
     );
     config.MULTISHOT_LOCAL = "1";
-    config.MULTISHOT_SIGNING_SECRET ??= randomBytes(32).toString("hex");
+    // Made once per state folder and kept there (owner-only), so a restart keeps signed URLs, webhook
+    // secrets and the printed key working.
+    config.MULTISHOT_SIGNING_SECRET ??= kept("signing-secret", () => randomBytes(32).toString("hex"));
     if (!config.MULTISHOT_DEV_API_KEY) {
-      config.MULTISHOT_DEV_API_KEY = `msk_local_${randomBytes(12).toString("hex")}`;
+      config.MULTISHOT_DEV_API_KEY = kept("dev-api-key", () => `msk_local_${randomBytes(12).toString("hex")}`);
       console.log(`API key of the local account: ${config.MULTISHOT_DEV_API_KEY} (set MULTISHOT_DEV_API_KEY to choose it)`);
     }
   } else {
