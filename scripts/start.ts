@@ -20,10 +20,27 @@ const local = !process.env.DAYTONA_API_KEY && !process.env.DAYTONA_JWT_TOKEN;
 const children: ChildProcess[] = [];
 let stopping = false;
 
-function run(cmd: string, args: string[]): Promise<void> {
+/** `--verbose` (or MULTISHOT_VERBOSE=1): every line the tools print; otherwise one line per step. */
+const verbose = process.argv.includes("--verbose") || process.env.MULTISHOT_VERBOSE === "1";
+/** No telemetry notice or prompt from wrangler, and no metrics sent. */
+const toolEnv = { ...process.env, WRANGLER_SEND_METRICS: "false" };
+
+/** Runs a tool to its end; its output is shown with --verbose, or when it fails. */
+function run(cmd: string, args: string[]): Promise<string> {
   return new Promise((ok, fail) => {
-    const child = spawn(cmd, args, { cwd: root, stdio: ["ignore", "inherit", "inherit"] });
-    child.on("exit", (code) => (code === 0 ? ok() : fail(new Error(`${cmd} ${args.join(" ")} exited with ${code}`))));
+    const child = spawn(cmd, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"], env: toolEnv });
+    let out = "";
+    const take = (chunk: Buffer) => {
+      out += chunk.toString();
+      if (verbose) process.stdout.write(chunk);
+    };
+    child.stdout.on("data", take);
+    child.stderr.on("data", take);
+    child.on("exit", (code) => {
+      if (code === 0) return ok(out);
+      if (!verbose) process.stderr.write(out);
+      fail(new Error(`${cmd} ${args.join(" ")} exited with ${code}`));
+    });
   });
 }
 
@@ -92,6 +109,7 @@ async function main() {
   config.MULTISHOT_BOOT_ID = bootId;
 
   let closeSandboxServer = async () => {};
+  let madeKey: string | null = null;
   if (local) {
     const sandboxServer = await startLocalSandboxServer({
       port: Number(process.env.LOCAL_SANDBOX_PORT ?? 0),
@@ -111,13 +129,16 @@ async function main() {
     config.MULTISHOT_SIGNING_SECRET ??= kept("signing-secret", () => randomBytes(32).toString("hex"));
     if (!config.MULTISHOT_DEV_API_KEY) {
       config.MULTISHOT_DEV_API_KEY = kept("dev-api-key", () => `msk_local_${randomBytes(12).toString("hex")}`);
-      console.log(`API key of the local account: ${config.MULTISHOT_DEV_API_KEY} (set MULTISHOT_DEV_API_KEY to choose it)`);
+      madeKey = config.MULTISHOT_DEV_API_KEY;
     }
   } else {
     console.log(`using Daytona at ${config.DAYTONA_API_URL ?? "the URL in wrangler.toml"}`);
   }
 
-  await run("wrangler", ["d1", "migrations", "apply", "DB", "--local", "--persist-to", stateDir]);
+  const migrated = await run("wrangler", ["d1", "migrations", "apply", "DB", "--local", "--persist-to", stateDir]);
+  // Wrangler prints its table once per migration; each applied one is a "<name>.sql │ ✅" row.
+  const applied = new Set([...migrated.matchAll(/(\d{4}_[\w-]+\.sql)\s*│\s*✅/g)].map((m) => m[1])).size;
+  console.log(`applied ${applied} migration${applied === 1 ? "" : "s"} to the local D1 (state in ${stateDir})`);
 
   // Secrets go to wrangler through a private env file, never on a command line.
   const secretsDir = mkdtempSync(join(tmpdir(), "multishot-env-"));
@@ -129,14 +150,28 @@ async function main() {
     ["dev", "--ip", "127.0.0.1", "--port", String(port), "--persist-to", stateDir, "--env-file", envFile, "--show-interactive-dev-session=false"],
     {
       cwd: root,
-      stdio: ["ignore", "inherit", "inherit"],
+      stdio: ["ignore", "pipe", "pipe"],
       detached: true,
       // The Worker never reads request.cf: no fetch of it from workers.cloudflare.com at start (offline
       // or firewalled, that fetch fails with a stack trace or waits for its timeout).
-      env: { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: process.env.CLOUDFLARE_CF_FETCH_ENABLED ?? "false" },
+      env: { ...toolEnv, CLOUDFLARE_CF_FETCH_ENABLED: process.env.CLOUDFLARE_CF_FETCH_ENABLED ?? "false" },
     },
   );
   children.push(wrangler);
+  // wrangler dev's banner and request log show with --verbose; its errors (and the Worker's own log
+  // lines: console.* of the Worker, which multishot keeps to failures) always do.
+  const devLog: string[] = [];
+  const relay = (stream: NodeJS.WriteStream) => (chunk: Buffer) => {
+    const text = chunk.toString();
+    devLog.push(text);
+    if (devLog.length > 200) devLog.shift();
+    if (verbose) return void stream.write(chunk);
+    for (const line of text.split("\n")) {
+      if (/✘|\[ERROR\]|\berror\b|unhandled|exception/i.test(line) && !/^\s*$/.test(line)) stream.write(`${line}\n`);
+    }
+  };
+  wrangler.stdout!.on("data", relay(process.stdout));
+  wrangler.stderr!.on("data", relay(process.stderr));
 
   const stop = async (code: number) => {
     if (stopping) return;
@@ -156,6 +191,7 @@ async function main() {
   process.on("SIGHUP", () => void stop(0));
   wrangler.on("exit", (code) => {
     if (!stopping) {
+      if (!verbose) process.stderr.write(devLog.join("").split("\n").slice(-40).join("\n"));
       console.error(`wrangler dev exited with ${code}`);
       void stop(code ?? 1);
     }
@@ -165,6 +201,7 @@ async function main() {
   await waitForHealth(url, bootId, 60_000);
   startLocalCron(url);
   console.log(`multishot ready at ${url}`);
+  if (madeKey) console.log(`API key of the local account: ${madeKey} (kept in ${stateDir}; set MULTISHOT_DEV_API_KEY to choose it)`);
   if (!local) {
     // Whether sandboxes reach PUBLIC_URL decides reports, the gateway and API-key mode: say it.
     const env = { ...process.env, ...config };

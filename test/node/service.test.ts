@@ -31,8 +31,11 @@ async function waitForRun(id: string, done: (r: RunView) => boolean, timeoutMs =
 }
 
 describe("npm start", () => {
-  it("prints the ready line and serves /health", async () => {
+  it("prints one line per step, then the ready line, and serves /health", async () => {
     expect(service.output()).toMatch(/multishot ready at http:\/\/127\.0\.0\.1:\d+/);
+    // A quiet start: the migrations in one line, no wrangler tables, banner or telemetry notice.
+    expect(service.output()).toMatch(/^applied \d+ migrations to the local D1 \(state in .+\)$/m);
+    expect(service.output()).not.toMatch(/┌|│|telemetry|⛅️|Resource location/i);
     expect(service.localSandboxUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     const res = await fetch(`${service.url}/health`);
     expect(await res.json()).toMatchObject({ ok: true });
