@@ -22,13 +22,13 @@ let stopping = false;
 
 /** `--verbose` (or MULTISHOT_VERBOSE=1): every line the tools print; otherwise one line per step. */
 const verbose = process.argv.includes("--verbose") || process.env.MULTISHOT_VERBOSE === "1";
-/** No telemetry notice or prompt from wrangler, and no metrics sent. */
-const toolEnv = { ...process.env, WRANGLER_SEND_METRICS: "false" };
+/** No telemetry notice or prompt from wrangler, and no metrics sent; read when a tool starts (the start's mark is set by then). */
+const toolEnv = () => ({ ...process.env, WRANGLER_SEND_METRICS: "false" });
 
 /** Runs a tool to its end; its output is shown with --verbose, or when it fails. */
 function run(cmd: string, args: string[]): Promise<string> {
   return new Promise((ok, fail) => {
-    const child = spawn(cmd, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"], env: toolEnv });
+    const child = spawn(cmd, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"], env: toolEnv() });
     let out = "";
     const take = (chunk: Buffer) => {
       out += chunk.toString();
@@ -154,7 +154,7 @@ async function main() {
       detached: true,
       // The Worker never reads request.cf: no fetch of it from workers.cloudflare.com at start (offline
       // or firewalled, that fetch fails with a stack trace or waits for its timeout).
-      env: { ...toolEnv, CLOUDFLARE_CF_FETCH_ENABLED: process.env.CLOUDFLARE_CF_FETCH_ENABLED ?? "false" },
+      env: { ...toolEnv(), CLOUDFLARE_CF_FETCH_ENABLED: process.env.CLOUDFLARE_CF_FETCH_ENABLED ?? "false" },
     },
   );
   children.push(wrangler);

@@ -10,7 +10,19 @@ const [parentArg, mark, ...groups] = process.argv.slice(2);
 const parent = Number(parentArg);
 const needle = Buffer.from(`MULTISHOT_START=${mark}\0`);
 
+/**
+ * Whether the start process still runs. Gone when this watchdog was handed to another parent (it was
+ * spawned by the start), when the process is no more, or when it is a zombie its own parent has not
+ * reaped yet (a busy parent can take a while: a zombie still answers kill(pid, 0)).
+ */
 const alive = (pid) => {
+  if (process.ppid !== pid) return false;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    if (/^\d+ \(.*\) Z/.test(stat)) return false;
+  } catch {
+    // No /proc (not Linux): kill(pid, 0) decides.
+  }
   try {
     process.kill(pid, 0);
     return true;
