@@ -25,7 +25,12 @@ export const isAttemptEnded = (status: string): status is EndedAttemptStatus => 
 export const ROUND_STATUSES = ["running", "finished", "cancelled"] as const;
 export type RoundStatus = (typeof ROUND_STATUSES)[number];
 
-export const RUN_STATUSES = ["running", "succeeded", "failed", "cancelled"] as const;
+/**
+ * A run's status. `awaiting_pick`: its newest round has ended with done attempts and no winner yet, so a
+ * person's pick is what comes next (manual pick, or no attempt passed `first-verified`); picking makes it
+ * `succeeded`, a next round `running` again.
+ */
+export const RUN_STATUSES = ["running", "awaiting_pick", "succeeded", "failed", "cancelled"] as const;
 export type RunStatus = (typeof RUN_STATUSES)[number];
 
 /** A picked winner: packing -> stored, or failed (the pick can then be made again). */

@@ -147,7 +147,8 @@ const status: Command = {
     if (ctx.json) ctx.emitJson(view);
     else {
       const c = ctx.c;
-      const state = view.status === "succeeded" ? c.green(view.status) : view.status === "running" ? c.yellow(view.status) : c.red(view.status);
+      const state =
+        view.status === "succeeded" ? c.green(view.status) : view.status === "running" || view.status === "awaiting_pick" ? c.yellow(view.status) : c.red(view.status);
       ctx.out(`${c.bold(view.id)} · ${state} · ${view.agent} · ${plural(view.rounds.length, "round")} · started ${ago(ctx.now() - view.createdAt)}`);
       if (view.error) ctx.out(`  ${c.red(oneLine(view.error))}`);
       for (const round of view.rounds) {
@@ -157,6 +158,7 @@ const status: Command = {
         ctx.out(c.dim(truncate(`  “${oneLine(round.prompt)}”${from}`, ctx.width)));
         for (const line of rest) ctx.out(line);
       }
+      if (view.status === "awaiting_pick") ctx.out(c.yellow(`waiting for your pick: multishot pick ${view.id} <attempt>, then multishot next ${view.id} "<prompt>"`));
     }
     return view.status === "failed" || view.status === "cancelled" ? EXIT.failed : EXIT.ok;
   },

@@ -122,7 +122,8 @@ export class Rounds {
   /** Cancels every attempt that has not ended; every sandbox of the run is given back. */
   cancel(reason: string): void {
     const { state } = this.core;
-    if (state.requireRun().status === "running") state.setRunStatus("cancelled", reason);
+    const status = state.requireRun().status;
+    if (status === "running" || status === "awaiting_pick") state.setRunStatus("cancelled", reason);
     for (const a of state.attempts()) {
       if (!isAttemptEnded(a.status)) this.host.endAttempt(a, "cancelled", reason);
       // A cancelled run keeps no sandbox, not even those of finished attempts.
@@ -150,7 +151,9 @@ export class Rounds {
     if (!outcome) return;
     state.putRound({ ...latest, status: outcome.round, finishedAt: Date.now() });
     events.append(latest.number, null, "round.finished", { attempts: all.map((a) => ({ number: a.number, status: a.status })) });
-    if (state.requireRun().status === "running") state.setRunStatus(outcome.run, outcome.error);
+    // Done attempts and no winner: the run waits for a person to pick one.
+    const status = outcome.run === "succeeded" && latest.winnerAttempt === null ? "awaiting_pick" : outcome.run;
+    if (state.requireRun().status === "running") state.setRunStatus(status, outcome.error);
   }
 
   /** Marks the winner, ends the round's other attempts and gives their sandboxes back. */
@@ -164,6 +167,8 @@ export class Rounds {
       pack: { try: (round.pack?.try ?? 0) + 1, retries: 0, cmdId: null, startedAt: null, uploadId: null, manifest: null },
     });
     events.append(round.number, winner.number, "winner.selected", { attempt: winner.number });
+    // The pick the run was waiting for.
+    if (state.requireRun().status === "awaiting_pick" && state.latestRound()?.number === round.number) state.setRunStatus("succeeded", null);
     for (const other of state.attempts(round.number)) {
       if (other.number === winner.number) continue;
       if (!isAttemptEnded(other.status)) this.host.endAttempt(other, "cancelled", `attempt ${winner.number} was picked as the winner`);

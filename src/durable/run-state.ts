@@ -150,7 +150,7 @@ export class RunStore {
     const run = this.requireRun();
     const now = Date.now();
     this.putRun({ ...run, status, error, updatedAt: now, finishedAt: status === "running" ? null : now });
-    this.host.events.append(null, null, "run.status", { status, error });
+    this.host.events.append(null, null, "run.status", { status, error, from: run.status });
   }
 
   // ---- rounds ----

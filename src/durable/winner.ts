@@ -160,9 +160,16 @@ export class WinnerTransfer {
   /** A winner being packed will not be (its run was cancelled): the try ends, its upload is aborted. */
   abandon(r: RoundState, reason: string): void {
     this.core.state.putRound({ ...r, winnerStatus: "failed", winnerError: reason });
+    this.pickAgain(r.number);
     this.core.events.append(r.number, r.winnerAttempt, "winner.pack_failed", { try: r.pack?.try ?? null, reason, final: true });
     this.core.timers.unschedule({ kind: "winner", round: r.number });
     if (r.pack?.uploadId) this.background(this.abortUpload(r.number, r.pack.uploadId));
+  }
+
+  /** A newest round's winner that could not be stored leaves the run waiting for a pick again. */
+  private pickAgain(roundNo: number): void {
+    const { state } = this.core;
+    if (state.requireRun().status === "succeeded" && state.latestRound()?.number === roundNo) state.setRunStatus("awaiting_pick", null);
   }
 
   private parts(roundNo: number, packTry: number): UploadedPart[] {
@@ -194,6 +201,7 @@ export class WinnerTransfer {
     const decision = retryDecision(pack.retries, policy.limit, (n) => backoffMs(policy, n));
     if (decision.giveUp) {
       state.putRound({ ...round, winnerStatus: "failed", winnerError: reason });
+      this.pickAgain(roundNo);
       return timers.unschedule({ kind: "winner", round: roundNo });
     }
     state.putRound({ ...round, pack: { try: pack.try + 1, retries: pack.retries + 1, cmdId: null, startedAt: null, uploadId: null, manifest: null } });

@@ -5,7 +5,8 @@
 //   attempt.finished  an attempt ended: done, failed or cancelled
 //   round.finished    every attempt of a round ended
 //   winner.selected   a round's winner was picked (by a person or "first-verified")
-//   run.finished      the run stopped running: succeeded, failed or cancelled (a next round starts it again)
+//   run.finished      the run stopped running: awaiting_pick, succeeded, failed or cancelled (a next round
+//                     starts it again)
 import type { RunEvent } from "../durable/state.ts";
 import type { RunView } from "../durable/view.ts";
 import { isAttemptEnded } from "../vocabulary.ts";
@@ -24,7 +25,8 @@ export function outboundEvent(e: Pick<RunEvent, "type" | "data">): OutboundEvent
     case "attempt.status":
       return isAttemptEnded(String(data.to)) ? "attempt.finished" : null;
     case "run.status":
-      return data.status !== "running" ? "run.finished" : null;
+      // Once per stop: leaving `running` (a pick that ends `awaiting_pick` is not a second finish).
+      return data.status !== "running" && (data.from === undefined || data.from === "running") ? "run.finished" : null;
     default:
       return null;
   }

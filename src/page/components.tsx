@@ -211,9 +211,9 @@ export const LiveRegion: FC<{ ctx: PageContext; data: PageData }> = ({ ctx, data
   return (
     <div id="live" data-seq={String(data.seq)} data-status={run.status}>
       <p class="run-status">
-        <span class={`badge run-${run.status}`}>{run.status}</span> {run.agent} · {latest.attempts.length} attempts · round{" "}
+        <span class={`badge run-${run.status}`}>{run.status === "awaiting_pick" ? "waiting for your pick" : run.status}</span> {run.agent} · {latest.attempts.length} attempts · round{" "}
         {latest.number} <Elapsed from={run.createdAt} to={run.finishedAt ?? undefined} />
-        {control && run.status === "running" ? (
+        {control && (run.status === "running" || run.status === "awaiting_pick") ? (
           <button type="button" class="cancel" data-action="cancel">
             Cancel run
           </button>
@@ -349,6 +349,7 @@ code { font: 12px ui-monospace, SFMono-Regular, Menlo, monospace; }
 .error { color: var(--bad); overflow-wrap: anywhere; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 999px; font-size: 12px; border: 1px solid var(--line); margin-left: 6px; }
 .st-done, .run-succeeded, .round-finished { color: var(--ok); border-color: var(--ok); }
+.run-awaiting_pick { color: var(--win); border-color: var(--win); font-weight: 600; }
 .st-failed, .run-failed { color: var(--bad); border-color: var(--bad); }
 .st-cancelled, .run-cancelled, .round-cancelled { color: var(--muted); }
 .st-running_agent, .st-creating_sandbox, .st-installing_agent, .st-seeding_workspace, .st-collecting_result, .run-running, .round-running { color: var(--run); border-color: var(--run); }

@@ -98,7 +98,8 @@ describe("the multishot CLI", () => {
     const round2 = await getRun(id);
     expect(round2.rounds).toHaveLength(2);
     expect(round2.rounds[1]).toMatchObject({ number: 2, fromRound: 1, status: "finished" });
-    expect(round2.status).toBe("succeeded");
+    // Round 2 has no winner yet: the run waits for a pick.
+    expect(round2.status).toBe("awaiting_pick");
     const shown2 = screen(r2.stdout);
     expect(shown2).toContain(`${id} · round 2 (from round 1's winner) · 3 attempts · demo`);
     for (const a of round2.rounds[1]!.attempts) expect(shown2.some((l) => summaryRow(a).test(l)), shown2.join("\n")).toBe(true);
@@ -106,7 +107,8 @@ describe("the multishot CLI", () => {
     const status = await runCli(["status", id], tty);
     expect(status.code).toBe(0);
     const lines = screen(status.stdout);
-    expect(lines[0]).toMatch(new RegExp(`^${id} · succeeded · demo · 2 rounds · started \\d+[sm] ago$`));
+    expect(lines[0]).toMatch(new RegExp(`^${id} · awaiting_pick · demo · 2 rounds · started \\d+[sm] ago$`));
+    expect(lines.at(-1)).toBe(`waiting for your pick: multishot pick ${id} <attempt>, then multishot next ${id} "<prompt>"`);
     expect(lines.filter((l) => /^round [12] finished in /.test(l))).toHaveLength(2);
     expect(lines).toContain("  “one more file [add-only]” (from round 1's winner)");
   });
@@ -121,7 +123,7 @@ describe("the multishot CLI", () => {
     };
 
     const watched = await json<RunView>(["run", "a tea shop", "--agent", "demo", "--attempts", "2", "--watch"]);
-    expect(watched.status).toBe("succeeded");
+    expect(watched.status).toBe("awaiting_pick");
     expect(watched.rounds[0]!.attempts.map((a) => [a.status, a.diffStats !== null, a.summary?.turns])).toEqual([
       ["done", true, 5],
       ["done", true, 5],
@@ -143,7 +145,7 @@ describe("the multishot CLI", () => {
       [2, "running"],
     ]);
     const round2 = await json<RunView>(["watch", id]);
-    expect(round2.status).toBe("succeeded");
+    expect(round2.status).toBe("awaiting_pick");
     expect(round2.rounds[1]).toMatchObject({ number: 2, fromRound: 1, status: "finished" });
     expect(round2.rounds[1]!.attempts.map((a) => [a.status, a.diffStats])).toEqual([["done", { files: 1, additions: 1, deletions: 0 }]]);
 
@@ -155,7 +157,7 @@ describe("the multishot CLI", () => {
       [2, "finished", undefined, ["done"]],
     ]);
     const list = await json<{ runs: { id: string; status: string }[]; nextCursor: string | null }>(["list", "--limit", "100"]);
-    expect(list.runs.find((r) => r.id === id)).toMatchObject({ status: "succeeded", attempts: 2, agent: "demo" });
+    expect(list.runs.find((r) => r.id === id)).toMatchObject({ status: "awaiting_pick", attempts: 2, agent: "demo" });
 
     const view = await json<{ scope: string; url: string; expiresAt: number | null }>(["open", id]);
     // Without --expires the link lives the service's default, 30 days.
@@ -188,7 +190,7 @@ describe("the multishot CLI", () => {
       expect(resumedAfter.every((n, i) => n > 0 && (i === 0 || n > resumedAfter[i - 1]!))).toBe(true);
       expect(streams[0]!.headers["last-event-id"]).toBeUndefined();
       expect(r.stderr).toContain("reconnecting to the event stream");
-      expect((await getRun(id)).status).toBe("succeeded");
+      expect((await getRun(id)).status).toBe("awaiting_pick");
     } finally {
       await proxy.close();
     }

@@ -104,7 +104,7 @@ describe("the credential gateway", () => {
   it("forwards the agents' calls with the real key, streams answers back, and records usage per attempt", async () => {
     const before = messageCalls().length;
     const run = await finished({ prompt: "ask the model [llm:2]", attempts: 2 });
-    expect(run.status).toBe("succeeded");
+    expect(run.status).toBe("awaiting_pick");
     const calls = messageCalls().slice(before);
     expect(calls).toHaveLength(4);
     for (const call of calls) expect(call.headers["x-api-key"]).toBe(REAL_KEY);

@@ -85,7 +85,7 @@ describe("OAuth-token mode", () => {
     // The demo agent needs no credential: it runs, without the token.
     const before = fake.requests.length;
     const run = await finished({ prompt: "no model calls", attempts: 1 });
-    expect(run.status).toBe("succeeded");
+    expect(run.status).toBe("awaiting_pick");
     expect(fake.requests.length).toBe(before);
   });
 });

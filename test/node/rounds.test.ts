@@ -76,6 +76,10 @@ describe("rounds and winners", () => {
     const id = await start({ prompt: "a site [fixtures]", agent: "demo", attempts: 4 });
     const round1 = await waitFor(id, (r) => r.status !== "running");
     expect(round1.rounds[0]!.attempts.map((a) => a.status)).toEqual(["done", "done", "done", "done"]);
+    // Done attempts and no winner: the run waits for a pick, in the API and in D1's listing.
+    expect(round1.status).toBe("awaiting_pick");
+    const listed = (await (await service.api("/api/runs?status=awaiting_pick&limit=100")).json()) as { runs: { id: string }[] };
+    expect(listed.runs.map((r) => r.id)).toContain(id);
 
     // Make B's workspace big enough for several parts; then take its manifest as the truth.
     const b = round1.rounds[0]!.attempts[1]!;
@@ -96,6 +100,8 @@ describe("rounds and winners", () => {
     const picked = await waitFor(id, storedWinner(1));
     const winner = picked.rounds[0]!.winner!;
     expect(winner).toMatchObject({ attempt: 2, status: "stored", error: null });
+    // The pick it waited for: succeeded.
+    expect(picked.status).toBe("succeeded");
     const parts = (await events(id)).filter((e) => e.type === "winner.part");
     expect(parts.length).toBeGreaterThanOrEqual(3);
 

@@ -159,7 +159,9 @@ describe("the run page", () => {
     const after = await view(runId);
     expect(after.rounds).toHaveLength(1);
     expect(after.rounds[0]!.winner).toBeNull();
-    expect(after.status).toBe("succeeded");
+    expect(after.status).toBe("awaiting_pick");
+    // The page says what comes next.
+    await expect.poll(() => page.locator(".run-status .badge").first().textContent(), { timeout: 10_000 }).toBe("waiting for your pick");
 
     // Revoked: the same link now shows "link expired", and no run.
     expect((await service.api(`/api/runs/${runId}/share/${viewLink.id}`, { method: "DELETE" })).status).toBe(200);

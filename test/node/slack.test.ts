@@ -107,7 +107,7 @@ describe("Slack", () => {
     });
     expect(slack.calls("chat.postMessage")).toHaveLength(1);
     expect(done.updates).toBeGreaterThan(0);
-    expect((await run(id)).status).toBe("succeeded");
+    expect((await run(id)).status).toBe("awaiting_pick");
     const text = textOf(done);
     expect(text).toContain(`Round 1* of <${shareUrl}|${id}>`);
     expect(text).toContain("a landing page for a bakery");
@@ -168,7 +168,7 @@ describe("Slack", () => {
     await waitFor("round 2's message", () => roundMessage(2));
     await waitFor("round 1's Next round button gone", () => !textOf(roundMessage(1)!).includes("next_round:1"));
     expect(slack.messages(CHANNEL)).toHaveLength(2);
-    await waitFor("round 2 done", async () => (await run(id)).status === "succeeded");
+    await waitFor("round 2 done", async () => (await run(id)).status === "awaiting_pick");
     await waitFor("round 2's message with its attempts done", () => pickButtons(roundMessage(2)!).length === 2);
 
     // Neither Slack secret is in anything the service stored or printed, nor in what it sent Slack

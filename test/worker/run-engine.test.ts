@@ -11,7 +11,8 @@ describe("a run", () => {
   it("runs 4 attempts in parallel to done, each with its own files, diff and summary", async () => {
     const id = await startRun({ prompt: "a landing page [slow:400]", attempts: 4, agent: "demo" });
     const run = await waitForRun(id, settled);
-    expect(run.status).toBe("succeeded");
+    // Four done attempts and no winner yet: the run waits for a pick.
+    expect(run.status).toBe("awaiting_pick");
     const attempts = run.rounds[0]!.attempts;
     expect(attempts.map((a) => a.status)).toEqual(["done", "done", "done", "done"]);
 
@@ -44,7 +45,7 @@ describe("a run", () => {
     expect(rows.results.map((r) => r.status)).toEqual(["done", "done", "done", "done"]);
     expect(JSON.parse(rows.results[0]!.diff_stats)).toMatchObject({ files: 3 });
     const runRow = await env.DB.prepare("SELECT status FROM runs WHERE id = ?").bind(id).first<{ status: string }>();
-    expect(runRow?.status).toBe("succeeded");
+    expect(runRow?.status).toBe("awaiting_pick");
 
     // The event log tells the story in order, transcript included.
     const types = (await runEvents(id)).filter((e) => e.attempt === 1).map((e) => e.type);
@@ -73,7 +74,7 @@ describe("a run", () => {
     expect(crashed!.status).toBe("failed");
     expect(crashed!.error).toContain("killed by signal 9");
     expect(crashed!.exitCode).toBe(137);
-    expect(run.status).toBe("succeeded");
+    expect(run.status).toBe("awaiting_pick");
     await expect.poll(async () => (await liveSandboxes(id)).map((s) => s.labels["multishot-attempt"]), { timeout: 10_000 }).toEqual([`${id}:1:1`]);
     await api(`/api/runs/${id}/cancel`, { method: "POST" });
   });

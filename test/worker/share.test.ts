@@ -76,7 +76,7 @@ describe("share links", () => {
       expect(((await res.json()) as { error: { code: string } }).error.code).toBe("link_expired");
     }
     expect((await api(pagePath(link.url), { key: null, headers: { accept: "text/html" } })).headers.get("content-type")).toContain("text/html");
-    expect((await waitForRun(runId, settled)).status).toBe("succeeded");
+    expect((await waitForRun(runId, settled)).status).toBe("awaiting_pick");
   });
 
   it("refuses bad requests and other accounts' runs", async () => {
@@ -205,7 +205,7 @@ describe("GET /api/runs/:id/live", () => {
     // Consecutive, starting right after the snapshot: nothing lost, nothing repeated.
     expect(seqs).toEqual(seqs.map((_, i) => messages[0]!.seq! + 1 + i));
     const views = messages.filter((m) => m.type === "run");
-    expect(views.at(-1)!.run!.status).toBe("succeeded");
+    expect(views.at(-1)!.run!.status).toBe("awaiting_pick");
 
     // Reconnecting after seq N replays exactly the events after N, then the snapshot.
     const mid = seqs[3]!;

@@ -151,7 +151,7 @@ describe("the /multishot slash command", () => {
     // Done, so that only whose run it is stands between the button and a pick.
     await expect
       .poll(async () => ((await (await api(`/api/runs/${id}`, { key: otherKey })).json()) as { status: string }).status, { timeout: 45_000, interval: 200 })
-      .toBe("succeeded");
+      .toBe("awaiting_pick");
     const payload = {
       type: "block_actions",
       team: { id: "T0LOCAL" },
