@@ -78,10 +78,15 @@ function expectPushedTranscript(r: RunRecord, n: number): void {
   expect(firstLine && collecting && firstLine.seq < collecting.seq, `attempt ${n} of ${r.id}: transcript pushed while working`).toBe(true);
 }
 
-/** The run ended well: waiting for its pick, or succeeded once its newest round's winner was picked. */
+/**
+ * The run ended well: when it settled it was waiting for its pick (or succeeded, its newest round's winner
+ * picked); the scenario's cancel, which gives the done attempts' sandboxes back, then ends one waiting.
+ */
 function expectSucceeded(r: RunRecord): void {
   const v = view(r);
-  expect(v).toMatchObject({ status: v.rounds[v.rounds.length - 1]!.winner ? "succeeded" : "awaiting_pick", error: null });
+  const picked = v.rounds[v.rounds.length - 1]!.winner !== null;
+  expect(r.settledAs, r.id).toEqual({ status: picked ? "succeeded" : "awaiting_pick", error: null });
+  expect(v.status, r.id).toBe(picked ? "succeeded" : "cancelled");
 }
 
 const allAttempts = (r: RunRecord) => attemptsOf(view(r)).map((a) => a.number);

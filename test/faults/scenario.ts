@@ -32,6 +32,8 @@ export interface RunRecord {
   startedAt: number;
   settledAt: number | null;
   cancelledAt: number | null;
+  /** the run's status and error when it settled, before the scenario's cancel gave its sandboxes back */
+  settledAs: { status: string; error: string | null } | null;
   /** what a case's driver saw while the run went (evictions, a stale D1, kills, ...) */
   notes: Record<string, unknown>;
   view: RunView | null;
@@ -128,7 +130,7 @@ export async function runScenario(phase: Phase, cases: FaultCase[], opts: Scenar
     const cx = ctx.get(c.name)!;
     const id = await startRun(cx.account, { ...c.request(phase, index) });
     caseOfRun.set(id, c);
-    const rec: RunRecord = { id, caseName: c.name, index, startedAt: Date.now(), settledAt: null, cancelledAt: null, notes: {}, view: null, events: [] };
+    const rec: RunRecord = { id, caseName: c.name, index, startedAt: Date.now(), settledAt: null, cancelledAt: null, settledAs: null, notes: {}, view: null, events: [] };
     cx.runs.push(rec);
     all.push(rec);
     let isSettled = false;
@@ -150,6 +152,7 @@ export async function runScenario(phase: Phase, cases: FaultCase[], opts: Scenar
     }
     isSettled = true;
     rec.settledAt = Date.now();
+    if (run) rec.settledAs = { status: run.status, error: run.error };
     // Finished attempts keep their sandboxes for a winner pick; nobody picks here: give them back now.
     const res = await api(`/api/runs/${id}/cancel`, cx.account.key, { method: "POST" });
     await res.body?.cancel();
