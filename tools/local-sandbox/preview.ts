@@ -20,7 +20,8 @@ import type { LocalSandbox } from './sandboxes.ts';
 const b64url = (b: Buffer): string => b.toString('base64url');
 
 export function signPreviewToken(secret: Buffer, sandboxId: string, port: number, expiresAtMs: number): string {
-  const payload = b64url(Buffer.from(JSON.stringify({ s: sandboxId, p: port, e: Math.floor(expiresAtMs / 1000) })));
+  // The expiry to the millisecond: rounded down to the second, a 1-second link could be dead on arrival.
+  const payload = b64url(Buffer.from(JSON.stringify({ s: sandboxId, p: port, e: expiresAtMs })));
   const mac = b64url(createHmac('sha256', secret).update(payload).digest());
   return `${payload}.${mac}`;
 }
@@ -35,7 +36,7 @@ function verifySignedToken(app: App, token: string): { sandboxId: string; port: 
   }
   const claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as { s: string; p: number; e: number };
   if (app.revokedSignedTokens.has(token)) throw new DaytonaHttpError(410, 'signed preview URL has been expired');
-  if (claims.e * 1000 <= Date.now()) throw new DaytonaHttpError(410, 'signed preview URL has expired');
+  if (claims.e <= Date.now()) throw new DaytonaHttpError(410, 'signed preview URL has expired');
   return { sandboxId: claims.s, port: claims.p };
 }
 
