@@ -66,8 +66,20 @@ describe("npm start, killed and started again", () => {
       }
     };
     let second: Awaited<ReturnType<typeof start>> | undefined;
+    // The first start may lose its free port to another test's server before wrangler binds it: then
+    // another port (the second start must find the first one's port free again, which is the point).
+    const firstStart = async () => {
+      for (let tries = 1; ; tries++) {
+        try {
+          return await start();
+        } catch (err) {
+          if (tries >= 3 || !/already in use/i.test(String(err))) throw err;
+          env.PORT = String(await freePort());
+        }
+      }
+    };
     try {
-      const first = await start();
+      const first = await firstStart();
       const base = first.match[1]!;
       // A finished round waiting for its pick, and a run whose agent is at work.
       const picked = ((await (await api(base, "/api/runs", { method: "POST", json: { prompt: "a page [add-only]", agent: "demo", attempts: 2 } })).json()) as { id: string }).id;
