@@ -145,7 +145,10 @@ export class Budget {
     for (const r of this.open().filter((r) => r.at <= now - RESERVATION_STALE_MS)) {
       const charged = this.heldOf(r);
       const a = this.core.state.attempt(r.round, r.attempt);
-      if (a) this.core.state.commit(a, { usage: { ...addUsage(a.usage ?? NO_USAGE, { model: null }, !r.counted), costUsd: Number(((a.usage?.costUsd ?? 0) + charged).toFixed(6)) } });
+      if (a) {
+        const u = a.usage ?? NO_USAGE;
+        this.core.state.commit(a, { usage: { ...u, calls: u.calls + (r.counted ? 0 : 1), costUsd: Number((u.costUsd + charged).toFixed(6)) } });
+      }
       this.sql.exec("DELETE FROM llm_reservations WHERE id = ?", r.id);
       this.core.events.append(r.round, r.attempt, "llm.unsettled", { chargedUsd: Number(charged.toFixed(6)), reason: "the call's usage was never read to its end; its reservation is charged" });
     }

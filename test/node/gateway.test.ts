@@ -9,7 +9,7 @@ import type { RunView } from "../../src/durable/view.ts";
 import type { Env } from "../../src/env.ts";
 import { llmGatewayUrl } from "../../src/signed-urls.ts";
 import { ACCOUNT_HEADERS, defaultScript, startFakeAnthropic, type MessagesRequestBody } from "../../tools/fake-anthropic/server.ts";
-import { startService, type Service } from "../support/service.ts";
+import { runToEnd, startService, type Service } from "../support/service.ts";
 
 const REAL_KEY = "test-gateway-key-0123456789abcdef";
 const SIGNING_SECRET = "gateway-test-signing-secret-0123456789";
@@ -46,18 +46,7 @@ afterAll(async () => {
   await fake?.close();
 });
 
-async function finished(body: Record<string, unknown>): Promise<RunView> {
-  const res = await service.api("/api/runs", { method: "POST", json: { agent: "demo", ...body } });
-  expect(res.status).toBe(202);
-  const { id } = (await res.json()) as { id: string };
-  const until = Date.now() + 90_000;
-  for (;;) {
-    const run = (await (await service.api(`/api/runs/${id}`)).json()) as RunView;
-    if (run.status !== "running") return run;
-    if (Date.now() > until) throw new Error(`run did not finish: ${JSON.stringify(run, null, 2)}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+const finished = (body: Record<string, unknown>) => runToEnd(service, body);
 
 /** Every file under a folder that contains the string. */
 function filesContaining(dir: string, needle: string): string[] {

@@ -6,11 +6,11 @@
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { RunView } from "../../src/durable/view.ts";
 import { startFakeAnthropic } from "../../tools/fake-anthropic/server.ts";
-import { startService, type Service } from "../support/service.ts";
+import { runToEnd, startService, type Service } from "../support/service.ts";
 
-const TOKEN = "sk-ant-oat01-test-oauth-token-0123456789";
+// Not a real token's shape: only unique enough to be searched for.
+const TOKEN = "oauth-token-for-tests-only-0123456789";
 const ADMIN_TOKEN = "oauth-test-admin-token-0123456789";
 let fake: Awaited<ReturnType<typeof startFakeAnthropic>>;
 let service: Service;
@@ -25,18 +25,7 @@ afterAll(async () => {
   await fake?.close();
 });
 
-async function finished(body: Record<string, unknown>): Promise<RunView> {
-  const res = await service.api("/api/runs", { method: "POST", json: { agent: "demo", ...body } });
-  expect(res.status, await res.clone().text()).toBe(202);
-  const { id } = (await res.json()) as { id: string };
-  const until = Date.now() + 90_000;
-  for (;;) {
-    const run = (await (await service.api(`/api/runs/${id}`)).json()) as RunView;
-    if (run.status !== "running") return run;
-    if (Date.now() > until) throw new Error(`run did not finish: ${JSON.stringify(run, null, 2)}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+const finished = (body: Record<string, unknown>) => runToEnd(service, body);
 
 describe("OAuth-token mode", () => {
   it("gives the token to the agent process alone: no job script, env file or later job sees it", async () => {

@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { RunView } from "../../src/durable/view.ts";
 import { startProcess, type Started } from "./processes.ts";
 
 export async function freePort(): Promise<number> {
@@ -90,4 +91,18 @@ export async function startService(env: NodeJS.ProcessEnv = {}): Promise<Service
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Starts a run (the demo agent unless the body names another) and waits until it stops running. */
+export async function runToEnd(service: Service, body: Record<string, unknown>, timeoutMs = 90_000): Promise<RunView> {
+  const res = await service.api("/api/runs", { method: "POST", json: { agent: "demo", ...body } });
+  if (res.status !== 202) throw new Error(`POST /api/runs answered ${res.status}: ${await res.text()}`);
+  const { id } = (await res.json()) as { id: string };
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const run = (await (await service.api(`/api/runs/${id}`)).json()) as RunView;
+    if (run.status !== "running") return run;
+    if (Date.now() > until) throw new Error(`run ${id} did not finish: ${JSON.stringify(run, null, 2)}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }

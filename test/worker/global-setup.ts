@@ -7,7 +7,7 @@ import { startFakeSlack } from "../../tools/fake-slack/server.ts";
 import { startLocalSandbox } from "../support/processes.ts";
 
 /** The bot token the fake Slack takes, and its workspace's users (test/worker/slack.test.ts). */
-export const FAKE_SLACK_TOKEN = "xoxb-fake-worker-tests";
+const FAKE_SLACK_TOKEN = "fake-slack-bot-token-for-worker-tests";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -15,6 +15,7 @@ declare module "vitest" {
     localSandboxApiUrl: string;
     lostReportsUrl: string;
     fakeSlackApiUrl: string;
+    fakeSlackToken: string;
     fakeDohUrl: string;
   }
 }
@@ -38,6 +39,7 @@ export default async function setup(project: TestProject) {
     users: { U0ADMIN: { is_admin: true }, U0OWNER: { is_owner: true, is_primary_owner: true }, U0MEMBER: {} },
   });
   project.provide("fakeSlackApiUrl", slack.apiUrl);
+  project.provide("fakeSlackToken", FAKE_SLACK_TOKEN);
   // A DNS-over-HTTPS resolver in the JSON format Cloudflare's and Google's speak (GET ?name=&type=,
   // application/dns-json): its records are set by the tests (POST /records {name, type, data}).
   const records = new Map<string, string[]>();

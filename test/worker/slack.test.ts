@@ -190,7 +190,7 @@ describe("the /multishot slash command", () => {
 
   it("outside local mode, starts runs only for a workspace an account admin linked with a one-time code", async () => {
     // Outside local mode, with a bot token for the fake Slack's users.info (U0ADMIN is an admin there).
-    const deployed = { DAYTONA_API_KEY: "pretend-deployed", SLACK_API_URL: inject("fakeSlackApiUrl"), SLACK_BOT_TOKEN: "xoxb-fake-worker-tests" };
+    const deployed = { DAYTONA_API_KEY: "pretend-deployed", SLACK_API_URL: inject("fakeSlackApiUrl"), SLACK_BOT_TOKEN: inject("fakeSlackToken") };
     const team = `T${crypto.randomUUID().slice(0, 8).toUpperCase()}`;
     const before = await runs();
     const unlinked = await slack("/slack/commands", command("a site [hang] --agent demo", { team }), { env: deployed });
