@@ -8,6 +8,7 @@
 //   daytona v0.190.0 apps/daemon/internal/util/log_reader.go), so the attempt goes on at once.
 // - The agent's stdout lines are its live transcript, numbered as the runner numbers them, so lines
 //   followed, lines reported and lines read back at the end are each recorded once.
+// - The winner's pack job is followed the same way, beside its attempt's (which has ended by then).
 // - A stream's end says nothing for sure (the v0.190 daemon may never close it): a look at the command
 //   is due a moment later. A stream that keeps ending without the exit line is given up after a few
 //   tries; the poll carries that job.
@@ -17,7 +18,16 @@ import type { LogStream } from "../sandbox/client.ts";
 import { describeSandboxError } from "../sandbox/errors.ts";
 import type { JobName } from "../vocabulary.ts";
 import { SESSION, type RunCore } from "./core.ts";
-import type { AttemptState } from "./state.ts";
+
+/** A running job to follow: an attempt's current job, or its round's pack job. */
+export interface FollowTarget {
+  round: number;
+  number: number;
+  sandboxId: string | null;
+  cmdId: string | null;
+  job: JobName | null;
+  jobTry: number;
+}
 
 /** The runners' last line on stderr. */
 const EXIT_LINE = /^multishot-exit:([a-z]+):(\d+):(\d+)$/m;
@@ -32,7 +42,7 @@ export interface FollowHost {
   /** A job's exit, read from its log. */
   exited(round: number, attempt: number, job: JobName, jobTry: number, exitCode: number): void;
   /** The stream ended without the exit line: the job is due a look. */
-  lost(round: number, attempt: number): void;
+  lost(round: number, attempt: number, job: JobName): void;
 }
 
 interface Follow {
@@ -47,7 +57,7 @@ interface Follow {
 export class LogFollower {
   private readonly core: RunCore;
   private readonly host: FollowHost;
-  /** By attempt (`round:number`): the command followed. */
+  /** By attempt and lane (`round:number`, or `round:number:pack`): the command followed. */
   private readonly follows = new Map<string, Follow>();
 
   constructor(core: RunCore, host: FollowHost) {
@@ -55,23 +65,23 @@ export class LogFollower {
     this.host = host;
   }
 
-  /** Whether the attempt's current command is followed now. */
-  following(a: AttemptState): boolean {
-    const f = this.follows.get(key(a.round, a.number));
+  /** Whether the target's command is followed now. */
+  following(a: FollowTarget): boolean {
+    const f = this.follows.get(key(a.round, a.number, a.job));
     return !!f && f.cmdId === a.cmdId && f.stream !== null;
   }
 
   /**
-   * Follows the attempt's running command unless it is followed already (or was given up on). False when
+   * Follows the target's running command unless it is followed already (or was given up on). False when
    * no stream could be opened: the poll carries the job.
    */
-  async follow(a: AttemptState): Promise<boolean> {
+  async follow(a: FollowTarget): Promise<boolean> {
     const { sandboxId, cmdId, job } = a;
     if (!sandboxId || !cmdId || !job) return false;
-    const k = key(a.round, a.number);
+    const k = key(a.round, a.number, job);
     let f = this.follows.get(k);
     if (f && f.cmdId !== cmdId) {
-      this.stop(a.round, a.number);
+      this.stop(a.round, a.number, job);
       f = undefined;
     }
     if (f?.stream) return true;
@@ -128,14 +138,14 @@ export class LogFollower {
       }
       follow.stream = null;
       // The exit line may have come with the end; if not, the job is looked at.
-      if (!follow.exited) this.host.lost(a.round, a.number);
+      if (!follow.exited) this.host.lost(a.round, a.number, job);
     });
     return true;
   }
 
-  /** Stops following an attempt (its job ended, it was cancelled or failed). */
-  stop(round: number, attempt: number): void {
-    const k = key(round, attempt);
+  /** Stops following an attempt's job (it ended, it was cancelled or failed), or its round's pack job. */
+  stop(round: number, attempt: number, job?: JobName): void {
+    const k = key(round, attempt, job ?? null);
     const f = this.follows.get(k);
     if (!f) return;
     f.stopped = true;
@@ -151,7 +161,8 @@ export class LogFollower {
   }
 }
 
-const key = (round: number, attempt: number) => `${round}:${attempt}`;
+/** The pack job has a lane of its own: it runs after its attempt has ended. */
+const key = (round: number, attempt: number, job: JobName | null) => (job === "pack" ? `${round}:${attempt}:pack` : `${round}:${attempt}`);
 
 function parsesAsJson(line: string): boolean {
   try {

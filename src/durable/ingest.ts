@@ -54,11 +54,23 @@ export class Ingest {
 
   /** A job's exit read from its followed log: recorded as a report is, unless one came first. False if it was known. */
   followedExit(round: number, n: number, job: JobName, jobTry: number, exitCode: number): boolean {
+    if (job === "pack") return this.followedPackExit(round, n, jobTry, exitCode);
     const a = this.core.state.attempt(round, n);
     if (!a || isAttemptEnded(a.status) || this.reportedExit(round, n, job, jobTry)) return false;
     this.recordExit(round, n, job, jobTry, exitCode, Date.now());
     this.core.events.append(round, n, "job.exit_followed", { job, exitCode });
     this.core.timers.poke({ kind: "attempt", round, attempt: n });
+    return true;
+  }
+
+  /** The winner's pack job's exit, read from its followed log while its round is packing that try. */
+  private followedPackExit(round: number, n: number, packTry: number, exitCode: number): boolean {
+    const r = this.core.state.round(round);
+    if (!r || r.winnerStatus !== "packing" || r.winnerAttempt !== n || r.pack?.try !== packTry) return false;
+    if (this.reportedExit(round, n, "pack", packTry)) return false;
+    this.recordExit(round, n, "pack", packTry, exitCode, Date.now());
+    this.core.events.append(round, n, "job.exit_followed", { job: "pack", exitCode });
+    this.core.timers.poke({ kind: "winner", round });
     return true;
   }
 

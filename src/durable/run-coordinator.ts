@@ -116,8 +116,8 @@ export class RunCoordinator extends DurableObject<Env> {
       exited: (round, n, job, jobTry, exitCode) => {
         if (this.ingestion.followedExit(round, n, job, jobTry, exitCode)) rearmSoon();
       },
-      lost: (round, n) => {
-        timers.scheduleNoLaterThan({ kind: "attempt", round, attempt: n }, Date.now() + 500);
+      lost: (round, n, job) => {
+        timers.scheduleNoLaterThan(job === "pack" ? { kind: "winner", round } : { kind: "attempt", round, attempt: n }, Date.now() + 500);
         rearmSoon();
       },
     });
@@ -130,7 +130,7 @@ export class RunCoordinator extends DurableObject<Env> {
     });
     const endAttempt = this.attempts.finish.bind(this.attempts);
     this.budget = new Budget(core, sql, { endAttempt });
-    this.winner = new WinnerTransfer(core, { sql, ingest: this.ingestion, cleanup, background: (p) => ctx.waitUntil(p) });
+    this.winner = new WinnerTransfer(core, { sql, ingest: this.ingestion, cleanup, follower, background: (p) => ctx.waitUntil(p) });
     this.rounds = new Rounds(core, {
       endAttempt,
       release: (a) => cleanup.release(a),

@@ -3,7 +3,8 @@
 // Worker pulls each part through the toolbox into an R2 multipart upload (transfer.ts), checking each
 // against the manifest and recording it, so a try resumes where a crash left it; the upload is completed
 // only when every part is in and the sizes add up, so no partial object is ever visible. Nothing needs a
-// connection from the sandbox. A try that fails is aborted, and the next starts afresh after a backoff.
+// connection from the sandbox: the pack job's exit is read off its followed log (follow.ts), as an
+// attempt's is, with a poll behind it. A try that fails is aborted, and the next starts afresh after a backoff.
 import type { Env } from "../env.ts";
 import { tarballKey } from "../artifact-keys.ts";
 import { describeSandboxError } from "../sandbox/errors.ts";
@@ -11,6 +12,7 @@ import { ingestUrl } from "../signed-urls.ts";
 import type { SandboxCleanup } from "./cleanup.ts";
 import { homeDirOf, jobTail, SESSION, type RunCore } from "./core.ts";
 import { retryDecision } from "./decisions.ts";
+import type { LogFollower } from "./follow.ts";
 import type { Ingest } from "./ingest.ts";
 import { jobCommand, packDir, packScript } from "./jobs.ts";
 import { backoffMs, nextPollMs, retryPolicy } from "./retry.ts";
@@ -34,14 +36,16 @@ export class WinnerTransfer {
   private readonly sql: SqlStorage;
   private readonly ingest: Ingest;
   private readonly cleanup: SandboxCleanup;
+  private readonly follower: LogFollower;
   /** Work that must outlive the call that started it (aborting an upload after a cancel). */
   private readonly background: (p: Promise<unknown>) => void;
 
-  constructor(core: RunCore, parts: { sql: SqlStorage; ingest: Ingest; cleanup: SandboxCleanup; background: (p: Promise<unknown>) => void }) {
+  constructor(core: RunCore, parts: { sql: SqlStorage; ingest: Ingest; cleanup: SandboxCleanup; follower: LogFollower; background: (p: Promise<unknown>) => void }) {
     this.core = core;
     this.sql = parts.sql;
     this.ingest = parts.ingest;
     this.cleanup = parts.cleanup;
+    this.follower = parts.follower;
     this.background = parts.background;
   }
 
@@ -65,9 +69,10 @@ export class WinnerTransfer {
         const report = winner.reachesWorker === false ? null : await ingestUrl(env, run.id, roundNo, winner.number);
         const cmdId = await sandboxes.startCommand(sandboxId, SESSION, jobCommand("pack", pack.try, report));
         if (!this.current(roundNo, pack.try)) return;
-        state.putRound({ ...state.round(roundNo)!, pack: { ...pack, cmdId, startedAt: Date.now() } });
+        const started = { ...pack, cmdId, startedAt: Date.now() };
+        state.putRound({ ...state.round(roundNo)!, pack: started });
         events.append(roundNo, winner.number, "winner.packing", { try: pack.try });
-        return timers.schedule(timer, Date.now() + nextPollMs(policy, 0));
+        return await this.followAndPoll(roundNo, winner.number, sandboxId, started);
       }
       if (pack.startedAt !== null && Date.now() - pack.startedAt > PACK_MINUTES * 60_000) {
         await sandboxes.deleteSession(sandboxId, SESSION).catch(() => {});
@@ -78,7 +83,8 @@ export class WinnerTransfer {
       if (!manifest || !uploadId) {
         const reported = this.ingest.reportedExit(roundNo, winner.number, "pack", pack.try);
         const exitCode = reported?.exitCode ?? (await sandboxes.commandExitCode(sandboxId, SESSION, pack.cmdId));
-        if (exitCode === undefined) return timers.schedule(timer, Date.now() + nextPollMs(policy, Date.now() - (pack.startedAt ?? Date.now())));
+        if (exitCode === undefined) return await this.followAndPoll(roundNo, winner.number, sandboxId, pack);
+        this.follower.stop(roundNo, winner.number, "pack");
         if (exitCode !== 0) {
           return await this.retry(roundNo, pack.try, `packing the winner failed (exit ${exitCode}): ${await jobTail(sandboxes, sandboxId, "pack")}`);
         }
@@ -110,6 +116,21 @@ export class WinnerTransfer {
     } catch (err) {
       await this.retry(roundNo, pack.try, `packing the winner failed: ${describeSandboxError(err)}`);
     }
+  }
+
+  /**
+   * Follows the pack job's log (its exit line pokes the winner timer) and sets the poll behind it: soon
+   * while no stream is open, seldom while one is. Set before the stream opens, as an attempt's is.
+   */
+  private async followAndPoll(roundNo: number, attempt: number, sandboxId: string, pack: { try: number; cmdId: string | null; startedAt: number | null }): Promise<void> {
+    const { timers, env } = this.core;
+    const policy = retryPolicy(env);
+    const timer = { kind: "winner", round: roundNo } as const;
+    const target = { round: roundNo, number: attempt, sandboxId, cmdId: pack.cmdId, job: "pack" as const, jobTry: pack.try };
+    const poll = (following: boolean) =>
+      timers.schedule(timer, Date.now() + (following ? 4 * policy.pollMs : nextPollMs(policy, Date.now() - (pack.startedAt ?? Date.now()))));
+    poll(this.follower.following(target));
+    if ((await this.follower.follow(target)) && this.current(roundNo, pack.try)) poll(true);
   }
 
   /** Whether a packing try is still the round's current one (not stored, failed or moved on). */
@@ -149,6 +170,7 @@ export class WinnerTransfer {
     const object = await env.ARTIFACTS.resumeMultipartUpload(key, round.pack!.uploadId!).complete(parts.map((p) => ({ partNumber: p.part, etag: p.etag })));
     if (object.size !== manifest.size) return this.retry(roundNo, packTry, `R2 holds ${object.size} bytes, not ${manifest.size}`);
     if (!this.current(roundNo, packTry)) return;
+    this.follower.stop(roundNo, round.winnerAttempt!, "pack");
     state.putRound({ ...state.round(roundNo)!, winnerStatus: "stored", winnerError: null, tarball: { key, size: manifest.size, sha256: manifest.sha256 } });
     events.append(roundNo, round.winnerAttempt, "winner.stored", { size: manifest.size, sha256: manifest.sha256, parts: parts.length });
     // The tarball is safe: the winner's sandbox can go.
@@ -159,6 +181,7 @@ export class WinnerTransfer {
 
   /** A winner being packed will not be (its run was cancelled): the try ends, its upload is aborted. */
   abandon(r: RoundState, reason: string): void {
+    if (r.winnerAttempt !== null) this.follower.stop(r.number, r.winnerAttempt, "pack");
     this.core.state.putRound({ ...r, winnerStatus: "failed", winnerError: reason });
     this.pickAgain(r.number);
     this.core.events.append(r.number, r.winnerAttempt, "winner.pack_failed", { try: r.pack?.try ?? null, reason, final: true });
@@ -198,6 +221,7 @@ export class WinnerTransfer {
     const pack = round.pack;
     const policy = retryPolicy(env);
     events.append(roundNo, round.winnerAttempt, "winner.pack_failed", { try: pack.try, reason });
+    if (round.winnerAttempt !== null) this.follower.stop(roundNo, round.winnerAttempt, "pack");
     const decision = retryDecision(pack.retries, policy.limit, (n) => backoffMs(policy, n));
     if (decision.giveUp) {
       state.putRound({ ...round, winnerStatus: "failed", winnerError: reason });

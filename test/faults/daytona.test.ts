@@ -64,6 +64,10 @@ describe("on a server as harsh as Daytona (Tier 1: restricted egress, the v0.190
     const stored1 = await watch(account, id, (r) => r.rounds[0]!.winner?.status === "stored" || r.rounds[0]!.winner?.status === "failed", 90_000);
     expect(stored1.rounds[0]!.winner).toMatchObject({ status: "stored" });
     const sha1 = stored1.rounds[0]!.winner!.tarball!.sha256;
+    // The pack job's exit, too, was read off its followed log, not waited for by a poll.
+    const packExit = (events: Awaited<ReturnType<typeof runEvents>>, round: number) =>
+      events.filter((e) => e.round === round && e.data.job === "pack" && (e.type === "job.exit_followed" || e.type === "job.exit_polled")).map((e) => e.type);
+    expect(packExit(await runEvents(account, id), 1)).toEqual(["job.exit_followed"]);
 
     expect((await api(`/api/runs/${id}/rounds`, account.key, { method: "POST", json: { prompt: "round two [add-only]", attempts: 2 } })).status).toBe(202);
     const r2 = await watch(account, id, (r) => r.rounds.length === 2 && r.rounds[1]!.status !== "running", 120_000);
@@ -78,6 +82,7 @@ describe("on a server as harsh as Daytona (Tier 1: restricted egress, the v0.190
     const stored2 = await watch(account, id, (r) => r.rounds[1]!.winner?.status === "stored" || r.rounds[1]!.winner?.status === "failed", 90_000);
     expect(stored2.rounds[1]!.winner).toMatchObject({ status: "stored" });
     expect(stored2.rounds[1]!.winner!.tarball!.sha256).not.toBe(sha1);
+    expect(packExit(await runEvents(account, id), 2)).toEqual(["job.exit_followed"]);
 
     expect((await api(`/api/runs/${id}/cancel`, account.key, { method: "POST" })).status).toBeLessThan(300);
     await expect.poll(() => liveOf(account), { timeout: 30_000, interval: 500 }).toEqual([]);
@@ -110,6 +115,25 @@ describe("on a server as harsh as Daytona (Tier 1: restricted egress, the v0.190
     expect((await api(`/api/runs/${id}/rounds/1/winner`, account.key, { method: "POST", json: { attempt: 1 } })).status).toBe(202);
     const stored = await watch(account, id, (r) => r.rounds[0]!.winner?.status === "stored" || r.rounds[0]!.winner?.status === "failed", 90_000);
     expect(stored.rounds[0]!.winner).toMatchObject({ status: "stored" });
+    await api(`/api/runs/${id}/cancel`, account.key, { method: "POST" });
+    await expect.poll(() => liveOf(account), { timeout: 30_000, interval: 500 }).toEqual([]);
+  }, 240_000);
+
+  it("an agent whose sandbox Daytona auto-stopped mid-run is started again, in a new session (the old one is lost), not reported as gone", async () => {
+    const account = await createAccount("daytona: auto-stop mid-agent");
+    const id = await startRun(account, { prompt: "auto-stopped [slow:3000] [add-only]", attempts: 1 });
+    const running = await watch(account, id, (r) => attemptsOf(r)[0]!.status === "running_agent", 90_000);
+    const sandboxId = attemptsOf(running)[0]!.sandboxId!;
+    // Stopped as Daytona's auto-stop stops it: the agent's processes go, and with them the session.
+    await killSandbox(sandboxId, { state: "stopped" });
+    const run = await watch(account, id, (r) => r.status !== "running", 120_000);
+    const [a] = attemptsOf(run);
+    expect(a).toMatchObject({ status: "done", error: null, retries: 1, sandboxId });
+    const events = await runEvents(account, id);
+    const retry = events.find((e) => e.type === "attempt.retry");
+    expect(String(retry?.data.reason)).toMatch(/^running agent: the sandbox was stopped or lost its session/);
+    // The agent ran again to its end in the started-again sandbox: its file is there.
+    expect(await inSandbox(sandboxId, "ls ~/workspace")).toContain("added-r1-a1.txt");
     await api(`/api/runs/${id}/cancel`, account.key, { method: "POST" });
     await expect.poll(() => liveOf(account), { timeout: 30_000, interval: 500 }).toEqual([]);
   }, 240_000);
