@@ -54,6 +54,7 @@ router.on('GET', '/stats', (r) => {
     live: all.length,
     running: all.filter((s) => s.state === 'started').length,
     deleted: store.deletedCount,
+    snapshots: r.app.snapshots.all().length,
     // time every sandbox ever made (deleted ones too) spent in `started`: what Daytona would bill
     billedMs,
     billedMinutes: billedMs / minuteMs,

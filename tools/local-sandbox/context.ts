@@ -4,6 +4,7 @@ import type { Faults, FailureMode } from './faults.ts';
 import { DaytonaHttpError, sendError } from './http-util.ts';
 import type { Behaviour } from './profile.ts';
 import type { SandboxStore } from './sandboxes.ts';
+import type { SnapshotStore } from './snapshots.ts';
 
 export interface Counters {
   /** control-plane calls by route pattern, e.g. `GET /sandbox/:idOrName` */
@@ -16,6 +17,7 @@ export interface Counters {
 
 export interface App {
   readonly store: SandboxStore;
+  readonly snapshots: SnapshotStore;
   readonly faults: Faults;
   /** per-server HMAC key of signed preview tokens: tokens die with the server */
   readonly previewSecret: Buffer;

@@ -1,5 +1,6 @@
 // The control plane, `/api/...`: sandbox create/get/list/delete/start/stop, labels, intervals, preview
-// links. Routes validate and hand off to the store; they hold no life-cycle logic of their own.
+// links, and snapshots (snapshot-routes.ts). Routes validate and hand off to the stores; they hold no
+// life-cycle logic of their own.
 import { count, failRequest, sleep } from './context.ts';
 import type { Req } from './context.ts';
 import {
@@ -18,8 +19,10 @@ import { signPreviewToken } from './preview.ts';
 import { parseNetworkAllowList } from './profile.ts';
 import { START_WAIT_MS } from './sandboxes.ts';
 import type { CreateParams, LocalSandbox } from './sandboxes.ts';
+import { snapshotRoutes } from './snapshot-routes.ts';
 
 const router = new Router<Req>();
+snapshotRoutes(router);
 
 function dto(r: Req, sb: LocalSandbox): Record<string, unknown> {
   return sb.toDto(r.app.baseUrl);
@@ -93,8 +96,12 @@ router.on('POST', '/sandbox', async (r) => {
   if (delay) await sleep(delay);
   const fault = r.app.faults.takeCreateFailure(params.labels);
   if (fault && fault !== 'lost') return failRequest(r, fault);
-  r.app.store.checkQuota({ cpu: params.cpu ?? 1, memory: params.memory ?? 1, disk: params.disk ?? 3 });
-  const sb = r.app.store.create(params);
+  // From a snapshot: the API's 400s for an unknown one or one not `active`, then the quota counts the
+  // snapshot's resources (sandbox.service.ts createFromSnapshot).
+  const from = params.snapshot?.trim() ? r.app.snapshots.forSandbox(params.snapshot) : undefined;
+  r.app.store.checkQuota(from?.image.resources ?? { cpu: params.cpu ?? 1, memory: params.memory ?? 1, disk: params.disk ?? 3 });
+  const sb = r.app.store.create(params, from);
+  if (from) r.app.snapshots.markUsed(from.snapshot);
   if (fault === 'lost') return failRequest(r, fault);
   if (daytona && sb.state !== 'started') {
     // The API waits up to 30 s for `started` and then answers the record as it was BEFORE the wait

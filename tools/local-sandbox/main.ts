@@ -18,6 +18,7 @@ const { values } = parseArgs({
     'create-pending-ms': { type: 'string' },
     'state-change-ms': { type: 'string' },
     'destroy-delay-ms': { type: 'string' },
+    'snapshot-build-min-ms': { type: 'string' },
     daemon: { type: 'string' },
     sessions: { type: 'string' },
     'auto-stop-activity': { type: 'string' },
@@ -42,6 +43,7 @@ if (values.help) {
       '  --create-pending-ms <n>            time in `creating` before `started`',
       '  --state-change-ms <n>              time in `starting` / `stopping`',
       '  --destroy-delay-ms <n>             time from the delete mark to the sandbox being gone',
+      '  --snapshot-build-min-ms <n>        least time a snapshot build is `building` (default 2000)',
       '  --daemon v0.190|spec               toolbox error shapes of the v0.190 daemon, or of the OpenAPI spec',
       '  --sessions daemon|lenient          session commands through the daemon\'s own wrapper',
       '  --auto-stop-activity requests|processes   whether running commands keep a sandbox from auto-stopping',
@@ -94,6 +96,7 @@ set('lifecycle', choice('lifecycle', values.lifecycle, ['daytona', 'lenient'] as
 set('createPendingMs', num('create-pending-ms', values['create-pending-ms']));
 set('stateChangeMs', num('state-change-ms', values['state-change-ms']));
 set('destroyDelayMs', num('destroy-delay-ms', values['destroy-delay-ms']));
+set('snapshotBuildMinMs', num('snapshot-build-min-ms', values['snapshot-build-min-ms']));
 set('daemon', choice('daemon', values.daemon, ['v0.190', 'spec'] as const));
 set('sessions', choice('sessions', values.sessions, ['daemon', 'lenient'] as const));
 set('autoStopActivity', choice('auto-stop-activity', values['auto-stop-activity'], ['requests', 'processes'] as const));

@@ -18,6 +18,9 @@ export interface BehaviourOptions {
   stateChangeMs?: number;
   /** time from the delete mark to the sandbox being gone (ms; lifecycle 'daytona' only) */
   destroyDelayMs?: number;
+  /** least time a snapshot build stays `building` (ms), so that a client polling once a second (the
+   * SDK) sees it and follows the build's log */
+  snapshotBuildMinMs?: number;
   /** toolbox errors as the last open-source daemon (v0.190) answers them, or as the OpenAPI spec says */
   daemon?: 'v0.190' | 'spec';
   /** 'daemon': session commands run inside the session's shell through the daemon's own wrapper */
@@ -54,6 +57,7 @@ export interface Behaviour {
   createPendingMs: number;
   stateChangeMs: number;
   destroyDelayMs: number;
+  snapshotBuildMinMs: number;
   daemon: 'v0.190' | 'spec';
   sessions: 'daemon' | 'lenient';
   autoStopActivity: 'requests' | 'processes';
@@ -69,6 +73,8 @@ const LENIENT: Omit<Behaviour, 'profile'> = {
   createPendingMs: 0,
   stateChangeMs: 0,
   destroyDelayMs: 0,
+  // Not a harshness: without it the SDK never follows a quick build's log (snapshots.ts build).
+  snapshotBuildMinMs: 2000,
   daemon: 'spec',
   sessions: 'lenient',
   autoStopActivity: 'processes',
@@ -85,6 +91,7 @@ const DAYTONA: Omit<Behaviour, 'profile'> = {
   createPendingMs: 500,
   stateChangeMs: 300,
   destroyDelayMs: 1500,
+  snapshotBuildMinMs: 2000,
   daemon: 'v0.190',
   sessions: 'daemon',
   autoStopActivity: 'requests',
@@ -102,6 +109,7 @@ const KEYS: readonly (keyof BehaviourOptions)[] = [
   'createPendingMs',
   'stateChangeMs',
   'destroyDelayMs',
+  'snapshotBuildMinMs',
   'daemon',
   'sessions',
   'autoStopActivity',
@@ -159,6 +167,7 @@ function applyOptions(base: Behaviour, opts: BehaviourOptions): Behaviour {
     createPendingMs: ms(opts.createPendingMs, 'createPendingMs', base.createPendingMs),
     stateChangeMs: ms(opts.stateChangeMs, 'stateChangeMs', base.stateChangeMs),
     destroyDelayMs: ms(opts.destroyDelayMs, 'destroyDelayMs', base.destroyDelayMs),
+    snapshotBuildMinMs: ms(opts.snapshotBuildMinMs, 'snapshotBuildMinMs', base.snapshotBuildMinMs),
     daemon: oneOf(opts.daemon, ['v0.190', 'spec'], 'daemon') ?? base.daemon,
     sessions: oneOf(opts.sessions, ['daemon', 'lenient'], 'sessions') ?? base.sessions,
     autoStopActivity: oneOf(opts.autoStopActivity, ['requests', 'processes'], 'autoStopActivity') ?? base.autoStopActivity,

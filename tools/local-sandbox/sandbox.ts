@@ -10,11 +10,15 @@
 //   record.json       the sandbox's record (what the control plane answers), rewritten on every change:
 //                     a restarted server finds every sandbox again (Daytona keeps sandboxes whatever
 //                     happens to its API), `stopped`, files intact, as after an auto-stop
+// A sandbox made from a snapshot starts with its home as a copy of the snapshot's template
+// (snapshots.ts) and keeps what it needs of the snapshot (its ENV, work dir, resources) in its record.
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
+import { applyImageEnv } from './dockerfile.ts';
+import type { ImageEnvEntry } from './dockerfile.ts';
 import { daemonError } from './http-util.ts';
 import { DEFAULT_RESOURCES } from './lifecycle.ts';
 import type { DesiredState, Resources, SandboxState } from './lifecycle.ts';
@@ -67,6 +71,101 @@ export interface StoreOptions {
   log: (line: string) => void;
 }
 
+/** What a sandbox made from a snapshot keeps of it, in its own record: the snapshot may be deleted
+ * afterwards, and the sandbox must go on as it was. */
+export interface SandboxImage {
+  snapshotId: string;
+  /** what the sandbox record's `snapshot` field shows (Daytona stores the name: sandbox.service.ts 637) */
+  snapshotName: string;
+  /** the Dockerfile's ENV, expanded in each process's environment (dockerfile.ts expandWord) */
+  env: ImageEnvEntry[];
+  /** the work dir relative to HOME: the Dockerfile's last WORKDIR, `workspace` without one */
+  workDir: string;
+  /** a sandbox from a snapshot has the snapshot's resources (sandbox.service.ts 517-520) */
+  resources: Resources;
+}
+
+/** Where a set of processes lives: a sandbox's folders, or a snapshot build's (snapshots.ts). */
+export interface ProcessHome {
+  /** the mark every process carries for the /proc sweep (MARKER_VAR): the sandbox's or the snapshot's id */
+  markerId: string;
+  homeDir: string;
+  tmpDir: string;
+  portsDir: string;
+}
+
+/** What goes over a ProcessHome's environment, in this order. */
+export interface ProcessEnvLayers {
+  /** DAYTONA_SANDBOX_ID and _USER: a sandbox's processes have them, a build's do not */
+  sandbox?: { id: string; user: string };
+  /** an image's ENV (a snapshot's, or a build's so far), each value expanded over what is set before it */
+  imageEnv?: readonly ImageEnvEntry[];
+  /** the create's `env`, then a call's `envs`: later ones win, also over the image's */
+  env?: readonly Record<string, string>[];
+  /** a create's own network limits (Tier 3+), when they are enforced */
+  network?: Pick<CreateParams, 'networkBlockAll' | 'networkAllowList'>;
+}
+
+export type EnvOptions = Pick<StoreOptions, 'npmCache' | 'shimPath' | 'behaviour' | 'serverEgressAllow'>;
+
+/** The environment of every sandbox process, and of every step of a snapshot build (so what a build
+ * installs lands where a sandbox finds it): the machine's plumbing from the server's, the home's own
+ * HOME/TMPDIR/npm prefix with its bins first in PATH, the npm cache, the port shim, the image's ENV,
+ * the given env, and last the egress policy, so that no env can switch it off by accident. */
+export function processEnvFor(home: ProcessHome, layers: ProcessEnvLayers, opts: EnvOptions): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (MACHINE_ENV.test(k)) env[k] = v;
+  const npmPrefix = path.join(home.homeDir, '.npm-global');
+  Object.assign(env, {
+    HOME: home.homeDir,
+    TMPDIR: home.tmpDir,
+    TMP: home.tmpDir,
+    TEMP: home.tmpDir,
+    SHELL: '/bin/bash',
+    PATH: [path.join(npmPrefix, 'bin'), path.join(home.homeDir, '.local', 'bin'), process.env.PATH ?? '/usr/bin:/bin'].join(':'),
+    NPM_CONFIG_PREFIX: npmPrefix,
+    [MARKER_VAR]: home.markerId,
+  });
+  if (layers.sandbox) Object.assign(env, { DAYTONA_SANDBOX_ID: layers.sandbox.id, DAYTONA_SANDBOX_USER: layers.sandbox.user });
+  if (opts.npmCache) env.NPM_CONFIG_CACHE = opts.npmCache;
+  if (opts.shimPath) {
+    env.LD_PRELOAD = [opts.shimPath, process.env.LD_PRELOAD].filter(Boolean).join(':');
+    env.LOCAL_SANDBOX_PORTS_DIR = home.portsDir;
+  }
+  if (layers.imageEnv) applyImageEnv(env, layers.imageEnv);
+  for (const layer of layers.env ?? []) Object.assign(env, layer);
+  if (opts.shimPath) Object.assign(env, egressEnv(opts, layers.network));
+  return env;
+}
+
+/** What the port shim enforces for a set of processes (port-shim.c, "Egress"): the profile's egress,
+ * and a create's own limits when they are enforced. */
+function egressEnv(opts: EnvOptions, network: ProcessEnvLayers['network']): Record<string, string> {
+  const b = opts.behaviour;
+  const env: Record<string, string> = {};
+  if (b.egress === 'restricted') {
+    env.LOCAL_SANDBOX_EGRESS = 'restricted';
+    env.LOCAL_SANDBOX_EGRESS_ALLOW = shimRules([...b.egressAllow, ...opts.serverEgressAllow]);
+    env.LOCAL_SANDBOX_EGRESS_EXTERNAL = b.egressExternal;
+  }
+  // A create's own limits (Tier 3+), only when they are enforced: lenient ignores them, as it
+  // always did. networkBlockAll wins over networkAllowList (network-limits.mdx).
+  if (b.sandboxNetwork !== 'enforce' || !network) return env;
+  if (network.networkBlockAll) env.LOCAL_SANDBOX_NET_BLOCK_ALL = '1';
+  else if (network.networkAllowList?.trim()) {
+    // Lenient creates are not validated: entries that are no IPv4 CIDR allow nothing.
+    const rules = network.networkAllowList.split(',').flatMap((entry) => {
+      try {
+        return parseNetworkAllowList(entry);
+      } catch {
+        return [];
+      }
+    });
+    env.LOCAL_SANDBOX_NET_ALLOW = shimRules(rules) || 'none';
+  }
+  return env;
+}
+
 /** What `record.json` holds: the record, without what belongs to the running server. */
 export interface SandboxRecord {
   v: 1;
@@ -86,6 +185,8 @@ export interface SandboxRecord {
   markedForDestroy: boolean;
   runningMs: number;
   previewToken: string;
+  /** made from a snapshot: what it keeps of it */
+  image?: SandboxImage;
 }
 
 export class LocalSandbox implements ProcessHost {
@@ -111,6 +212,8 @@ export class LocalSandbox implements ProcessHost {
   transition = 0;
   labels: Record<string, string>;
   readonly params: CreateParams;
+  /** the snapshot it was made from, as it was then */
+  readonly image: SandboxImage | undefined;
   autoStopInterval: number;
   autoArchiveInterval: number;
   autoDeleteInterval: number;
@@ -131,12 +234,14 @@ export class LocalSandbox implements ProcessHost {
   private sessionSeq = 0;
   private readonly opts: StoreOptions;
 
-  /** `restored`: the record a previous server wrote (the sandbox comes back `stopped`: no process survives). */
-  constructor(seq: number, params: CreateParams, opts: StoreOptions, restored?: SandboxRecord) {
+  /** `restored`: the record a previous server wrote (the sandbox comes back `stopped`: no process survives).
+   * `image`: the snapshot a new sandbox is made from (its home is filled by the store, sandboxes.ts). */
+  constructor(seq: number, params: CreateParams, opts: StoreOptions, restored?: SandboxRecord, image?: SandboxImage) {
     this.id = restored?.id ?? randomUUID();
     this.seq = seq;
     this.name = restored?.name ?? (params.name || this.id);
     this.params = params;
+    this.image = restored ? restored.image : image;
     this.opts = opts;
     this.labels = { ...(restored?.labels ?? params.labels) };
     this.createdAt = restored ? new Date(restored.createdAt) : new Date();
@@ -149,7 +254,7 @@ export class LocalSandbox implements ProcessHost {
     this.autoDeleteInterval = restored?.autoDeleteInterval ?? params.autoDeleteInterval ?? -1;
     this.dir = path.join(opts.root, 'sandboxes', this.id);
     this.homeDir = path.join(this.dir, 'home');
-    this.workDir = path.join(this.homeDir, 'workspace');
+    this.workDir = path.join(this.homeDir, this.image?.workDir ?? 'workspace');
     this.tmpDir = path.join(this.dir, 'tmp');
     this.portsDir = path.join(this.dir, '.ports');
     this.sessionsDir = path.join(this.dir, '.daytona', 'sessions');
@@ -188,6 +293,7 @@ export class LocalSandbox implements ProcessHost {
       markedForDestroy: this.markedForDestroy,
       runningMs: this.runningTotalMs(Date.now()),
       previewToken: this.previewToken,
+      ...(this.image ? { image: this.image } : {}),
     };
     const text = JSON.stringify(record);
     if (text === this.persisted) return;
@@ -207,64 +313,19 @@ export class LocalSandbox implements ProcessHost {
     }
   }
 
-  /** The environment of every sandbox process: the machine's plumbing from the server's, the sandbox's
-   * own HOME/TMPDIR/npm prefix with its bins first in PATH, the port shim, then the sandbox `env`. */
+  /** The environment of every sandbox process (processEnvFor): the snapshot's ENV if it was made from
+   * one, then the create's `env`, then a call's `extra`. */
   processEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-    const env: NodeJS.ProcessEnv = {};
-    for (const [k, v] of Object.entries(process.env)) if (MACHINE_ENV.test(k)) env[k] = v;
-    const npmPrefix = path.join(this.homeDir, '.npm-global');
-    Object.assign(env, {
-      HOME: this.homeDir,
-      TMPDIR: this.tmpDir,
-      TMP: this.tmpDir,
-      TEMP: this.tmpDir,
-      SHELL: '/bin/bash',
-      PATH: [path.join(npmPrefix, 'bin'), path.join(this.homeDir, '.local', 'bin'), process.env.PATH ?? '/usr/bin:/bin'].join(':'),
-      NPM_CONFIG_PREFIX: npmPrefix,
-      DAYTONA_SANDBOX_ID: this.id,
-      DAYTONA_SANDBOX_USER: this.params.user ?? 'daytona',
-      [MARKER_VAR]: this.id,
-    });
-    if (this.opts.npmCache) env.NPM_CONFIG_CACHE = this.opts.npmCache;
-    if (this.opts.shimPath) {
-      env.LD_PRELOAD = [this.opts.shimPath, process.env.LD_PRELOAD].filter(Boolean).join(':');
-      env.LOCAL_SANDBOX_PORTS_DIR = this.portsDir;
-    }
-    Object.assign(env, this.params.env, extra);
-    // The egress policy last, so that a create's `env` cannot switch it off by accident.
-    if (this.opts.shimPath) Object.assign(env, this.egressEnv());
-    return env;
-  }
-
-  /** What the port shim enforces for this sandbox's processes (port-shim.c, "Egress"). */
-  private egressEnv(): Record<string, string> {
-    const b = this.opts.behaviour;
-    const env: Record<string, string> = {};
-    if (b.egress === 'restricted') {
-      env.LOCAL_SANDBOX_EGRESS = 'restricted';
-      env.LOCAL_SANDBOX_EGRESS_ALLOW = shimRules([...b.egressAllow, ...this.opts.serverEgressAllow]);
-      env.LOCAL_SANDBOX_EGRESS_EXTERNAL = b.egressExternal;
-    }
-    // A create's own limits (Tier 3+), only when they are enforced: lenient ignores them, as it
-    // always did. networkBlockAll wins over networkAllowList (network-limits.mdx).
-    if (b.sandboxNetwork !== 'enforce') return env;
-    if (this.params.networkBlockAll) env.LOCAL_SANDBOX_NET_BLOCK_ALL = '1';
-    else if (this.params.networkAllowList?.trim()) {
-      // Lenient creates are not validated: entries that are no IPv4 CIDR allow nothing.
-      const rules = this.params.networkAllowList.split(',').flatMap((entry) => {
-        try {
-          return parseNetworkAllowList(entry);
-        } catch {
-          return [];
-        }
-      });
-      env.LOCAL_SANDBOX_NET_ALLOW = shimRules(rules) || 'none';
-    }
-    return env;
+    return processEnvFor(
+      { markerId: this.id, homeDir: this.homeDir, tmpDir: this.tmpDir, portsDir: this.portsDir },
+      { sandbox: { id: this.id, user: this.params.user ?? 'daytona' }, imageEnv: this.image?.env, env: [this.params.env, extra], network: this.params },
+      this.opts,
+    );
   }
 
   /** What the sandbox holds of an organization's quota while it holds anything. */
   get resources(): Resources {
+    if (this.image) return { ...this.image.resources };
     return {
       cpu: this.params.cpu ?? DEFAULT_RESOURCES.cpu,
       memory: this.params.memory ?? DEFAULT_RESOURCES.memory,
@@ -384,7 +445,7 @@ export class LocalSandbox implements ProcessHost {
       id: this.id,
       organizationId: 'local',
       name: this.name,
-      snapshot: p.snapshot,
+      snapshot: this.image?.snapshotName ?? p.snapshot,
       user: p.user ?? 'daytona',
       env: { ...p.env },
       labels: { ...this.labels },

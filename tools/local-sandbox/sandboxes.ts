@@ -9,7 +9,8 @@ import { DaytonaHttpError } from './http-util.ts';
 import { checkDelete, checkQuota, checkRecover, checkStart, checkStop, hasQuota } from './lifecycle.ts';
 import type { Resources, SandboxState } from './lifecycle.ts';
 import { LocalSandbox } from './sandbox.ts';
-import type { CreateParams, SandboxRecord, StoreOptions } from './sandbox.ts';
+import type { CreateParams, SandboxImage, SandboxRecord, StoreOptions } from './sandbox.ts';
+import { copyTemplate } from './snapshots.ts';
 import { sweepMarkedProcesses } from './proc.ts';
 
 export type { SandboxState } from './lifecycle.ts';
@@ -135,12 +136,23 @@ export class SandboxStore extends EventEmitter {
     checkQuota(quota, this.all().filter((sb) => sb !== exclude), need);
   }
 
-  /** A new sandbox: `started` at once, or `creating` for `createPendingMs` first. */
-  create(params: CreateParams): LocalSandbox {
+  /** A new sandbox: `started` at once, or `creating` for `createPendingMs` first. `from` a snapshot,
+   * its home starts as a copy of the snapshot's template (copyTemplate: hard links and small copies,
+   * synchronous, so no request ever sees a half-filled home). */
+  create(params: CreateParams, from?: { image: SandboxImage; templateHome: string }): LocalSandbox {
     if (params.name && this.all().some((s) => s.name === params.name)) {
       throw new DaytonaHttpError(409, `Sandbox with name ${params.name} already exists`);
     }
-    const sb = new LocalSandbox(++this.seq, params, this.opts);
+    const sb = new LocalSandbox(++this.seq, params, this.opts, undefined, from?.image);
+    if (from) {
+      try {
+        copyTemplate(from.templateHome, sb.homeDir);
+        sb.makeFolders();
+      } catch (err) {
+        rmSync(sb.dir, { recursive: true, force: true, maxRetries: 3 });
+        throw err;
+      }
+    }
     const pendingMs = this.opts.behaviour.createPendingMs;
     if (pendingMs > 0) sb.setState('creating');
     this.byId.set(sb.id, sb);

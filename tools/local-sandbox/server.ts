@@ -5,7 +5,8 @@
 // DEVELOPMENT AND TEST TOOL, NOT A SECURITY BOUNDARY: sandbox commands run as the server's own user with
 // full access to the machine; any token is accepted. Never expose it beyond loopback.
 //
-//   /api/...            control plane (control.ts), socket.io notifications at /api/socket.io/
+//   /api/...            control plane (control.ts; snapshots: snapshot-routes.ts, snapshots.ts),
+//                       socket.io notifications at /api/socket.io/
 //   /toolbox/<id>/...   the in-sandbox daemon: info, process, sessions (toolbox.ts), files (files.ts)
 //   /preview/...        preview proxy (preview.ts), ports remapped per sandbox by port-shim.c
 //   /admin/...          leak/cost counters and fault injection for tests (admin.ts, faults.ts)
@@ -29,6 +30,7 @@ import { resolveBehaviour } from './profile.ts';
 import type { Behaviour, BehaviourOptions, EgressRule } from './profile.ts';
 import { SandboxStore } from './sandboxes.ts';
 import type { LocalSandbox, StateChange } from './sandboxes.ts';
+import { SnapshotStore } from './snapshots.ts';
 import { SocketIoHub } from './socket-io.ts';
 import { handleToolbox, handleToolboxUpgrade } from './toolbox.ts';
 
@@ -98,9 +100,12 @@ export async function startLocalSandboxServer(opts: LocalSandboxServerOptions = 
   // Filled in once the server listens: its own address stands for app.daytona.io, which is on
   // Daytona's essential-services allowlist, so a restricted sandbox still reaches it.
   const serverEgressAllow: EgressRule[] = [];
-  const store = new SandboxStore({ root, minuteMs, shimPath, npmCache: hostNpmCache(), behaviour, serverEgressAllow, log });
+  const storeOptions = { root, minuteMs, shimPath, npmCache: hostNpmCache(), behaviour, serverEgressAllow, log };
+  const store = new SandboxStore(storeOptions);
+  const snapshots = new SnapshotStore(storeOptions);
   const app: App = {
     store,
+    snapshots,
     faults,
     previewSecret: randomBytes(32),
     revokedSignedTokens: new Set(),
@@ -165,7 +170,7 @@ export async function startLocalSandboxServer(opts: LocalSandboxServerOptions = 
         logStreams.close();
         // No new connections while the sandboxes are torn down; resolves once every connection ended.
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-        await store.shutdown();
+        await Promise.all([store.shutdown(), snapshots.shutdown()]);
         for (const socket of upgraded) socket.destroy();
         server.closeAllConnections();
         await closed;
