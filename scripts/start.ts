@@ -9,13 +9,14 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { startLocalSandboxServer } from "../tools/local-sandbox/server.ts";
+import { LOCAL_SANDBOX_URL_FILE, ROOT, STATE_DIR } from "./local-state.ts";
 import { describeReach, probeReach } from "./reach-check.ts";
 import { PASSED_THROUGH } from "./worker-config.ts";
 
 
-const root = resolve(import.meta.dirname, "..");
+const root = ROOT;
 const port = Number(process.env.PORT ?? 8787);
-const stateDir = resolve(process.env.MULTISHOT_STATE_DIR ?? join(root, ".wrangler", "state"));
+const stateDir = STATE_DIR;
 const local = !process.env.DAYTONA_API_KEY && !process.env.DAYTONA_JWT_TOKEN;
 const children: ChildProcess[] = [];
 let stopping = false;
@@ -117,6 +118,9 @@ async function main() {
     });
     closeSandboxServer = () => sandboxServer.close();
     config.DAYTONA_API_URL = sandboxServer.apiUrl;
+    // For `npm run snapshot` while this runs: which local server to build on (its port changes per start).
+    mkdirSync(stateDir, { recursive: true });
+    writeFileSync(LOCAL_SANDBOX_URL_FILE, `${sandboxServer.apiUrl}\n`);
     console.log(`local sandbox server at ${sandboxServer.url} (sandboxes are folders and processes on this machine)`);
     console.log(
       sandboxServer.behaviour.profile === "daytona"

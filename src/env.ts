@@ -15,8 +15,10 @@ export interface Env extends WorkerBindings {
   DAYTONA_ORGANIZATION_ID?: string;
   /** Daytona region. */
   DAYTONA_TARGET?: string;
-  /** Snapshot (or image) sandboxes are created from when a run names none. */
+  /** Snapshot sandboxes are created from when a run names none (`npm run snapshot` builds one with the agents). */
   DAYTONA_SNAPSHOT?: string;
+  /** Image a sandbox is made from when its run asks for resources (Daytona: resources only with an image). */
+  DAYTONA_IMAGE?: string;
 
   /** DNS over HTTPS (JSON API) that outbound webhook hosts are resolved with, to refuse private addresses. */
   DNS_RESOLVER_URL?: string;

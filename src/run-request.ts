@@ -54,6 +54,43 @@ export const previewRequestSchema = z.strictObject({
 });
 export type PreviewRequest = z.output<typeof previewRequestSchema>;
 
+/**
+ * The attempts' sandboxes: a snapshot to start from (agents preinstalled: `npm run snapshot`), or the
+ * resources of a sandbox made from the image (DAYTONA_IMAGE). Daytona takes resources only with an image:
+ * a sandbox made from a snapshot has the snapshot's (daytona.io/docs/en/scale, "Sandbox scaling").
+ */
+export const sandboxRequestSchema = z
+  .strictObject({
+    snapshot: z
+      .string()
+      .min(1)
+      .max(200)
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._:\/-]*$/, "a snapshot name: letters, digits and . _ : / -")
+      .optional(),
+    resources: z
+      .strictObject({
+        /** vCPUs */
+        cpu: z.number().int().min(1).max(64).optional(),
+        /** GiB */
+        memory: z.number().int().min(1).max(512).optional(),
+        /** GiB */
+        disk: z.number().int().min(1).max(2048).optional(),
+      })
+      .refine((r) => r.cpu !== undefined || r.memory !== undefined || r.disk !== undefined, "give at least one of cpu, memory, disk")
+      .optional(),
+  })
+  .superRefine((s, ctx) => {
+    if (s.snapshot !== undefined && s.resources !== undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["resources"],
+        message:
+          "resources come with an image, not a snapshot: a sandbox made from a snapshot has the snapshot's resources (Daytona). Leave out snapshot to get a sandbox of these resources from the image, or build a snapshot with them",
+      });
+    }
+  });
+export type SandboxRequest = z.output<typeof sandboxRequestSchema>;
+
 export const runRequestSchema = z
   .strictObject({
     prompt: z.string().trim().min(1, "prompt must not be empty").max(MAX_PROMPT_CHARS),
@@ -71,6 +108,7 @@ export const runRequestSchema = z
     /** "manual": a person picks; "first-verified": the first attempt whose verify command passes wins. */
     winner: z.enum(["manual", "first-verified"]).default("manual"),
     preview: previewConfigSchema.optional(),
+    sandbox: sandboxRequestSchema.optional(),
     limits: z
       .strictObject({
         attemptMinutes: z.number().positive().min(0.05).max(24 * 60).optional(),
@@ -111,6 +149,8 @@ export const roundRequestSchema = z
     from: z.number().int().min(1).optional(),
     /** How to serve this round's attempts for previews (the run's `preview` otherwise). */
     preview: previewConfigSchema.optional(),
+    /** This round's sandboxes (the run's `sandbox` otherwise). */
+    sandbox: sandboxRequestSchema.optional(),
   })
   .superRefine((r, ctx) => {
     if (r.variations && r.attempts !== undefined && r.variations.length !== r.attempts) {

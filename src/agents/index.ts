@@ -17,9 +17,17 @@ export interface AgentFile {
 
 export interface AgentDefinition {
   kind: AgentKind;
+  /** The version installed, and accepted when a sandbox has it already (a snapshot): pinned, never "latest". */
+  version: string;
   files(): AgentFile[];
-  /** A bash script: exit 0 installed, 75 a transient (network) failure worth retrying, anything else final. */
+  /**
+   * A bash script: exit 0 installed, 75 a transient (network) failure worth retrying, anything else final.
+   * It skips the install when the pinned version is there already, and says which it was on its last
+   * line of note, `multishot-agent: preinstalled <version>` or `multishot-agent: installed <version>`.
+   */
   installScript(): string;
+  /** Commands for a snapshot's image (`npm run snapshot`) that preinstall the pinned version. */
+  snapshotCommands(): string[];
   /** The command that runs the agent in the workspace, reading the prompt from $MS_DIR/prompt.txt. */
   command(opts: { maxTurns: number; model?: string }): string;
   /** Environment for the whole sandbox: settings only, never a credential. */
@@ -42,20 +50,39 @@ export interface AgentDefinition {
   credentialOptional?: boolean;
 }
 
+function base64Utf8(text: string): string {
+  let binary = "";
+  for (const byte of new TextEncoder().encode(text)) binary += String.fromCharCode(byte);
+  return btoa(binary);
+}
+
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /** Turns a failed npm/curl output into exit 75 when it looks like the network, so it is retried. */
 const NETWORK_PATTERN = "ECONNRESET|ETIMEDOUT|EAI_AGAIN|ENOTFOUND|ECONNREFUSED|socket hang up|network";
 
+/** The marker an install script prints: how the agent came to be there. */
+export const AGENT_SETUP_MARKER = "multishot-agent:";
+
+const CLAUDE_CODE_VERSION = "2.1.332";
+
 const claudeCode: AgentDefinition = {
   kind: "claude-code",
+  version: CLAUDE_CODE_VERSION,
   files: () => [],
   installScript: () => `set -o pipefail
 export PATH="$HOME/.local/bin:$PATH"
-if command -v claude >/dev/null 2>&1 && claude --version; then echo "claude is already installed"; exit 0; fi
-if curl -fsSL --connect-timeout 10 --max-time 300 https://claude.ai/install.sh | bash && claude --version; then exit 0; fi
-echo "install.sh did not work; installing @anthropic-ai/claude-code with npm"
-npm install -g @anthropic-ai/claude-code > "${MS_DIR}/npm-install.log" 2>&1
+want=${CLAUDE_CODE_VERSION}
+found() { command -v claude >/dev/null 2>&1 && claude --version 2>/dev/null | head -n 1; }
+have=$(found)
+case "$have" in "$want"|"$want "*) echo "claude $have is preinstalled"; echo "${AGENT_SETUP_MARKER} preinstalled $want"; exit 0 ;; esac
+[ -n "$have" ] && echo "claude here reports $have, not $want: installing $want"
+if curl -fsSL --connect-timeout 10 --max-time 300 https://claude.ai/install.sh | bash -s "$want"; then
+  hash -r
+  case "$(found)" in "$want"|"$want "*) echo "${AGENT_SETUP_MARKER} installed $want"; exit 0 ;; esac
+fi
+echo "install.sh did not work; installing @anthropic-ai/claude-code@$want with npm"
+npm install -g "@anthropic-ai/claude-code@$want" > "${MS_DIR}/npm-install.log" 2>&1
 code=$?
 tail -n 30 "${MS_DIR}/npm-install.log"
 if [ $code -ne 0 ]; then
@@ -63,8 +90,12 @@ if [ $code -ne 0 ]; then
   exit 1
 fi
 hash -r
-claude --version || { echo "claude is not on PATH after npm install"; exit 1; }
+have=$(found)
+case "$have" in "$want"|"$want "*) ;; *) echo "claude reports '$have' after npm install, not $want"; exit 1 ;; esac
+echo "$have"
+echo "${AGENT_SETUP_MARKER} installed $want"
 `,
+  snapshotCommands: () => [`npm install -g --no-audit --no-fund @anthropic-ai/claude-code@${CLAUDE_CODE_VERSION} && claude --version`],
   // The prompt goes in on stdin: never parsed as an option, never limited by the argument size.
   command: ({ maxTurns, model }) =>
     `export PATH="$HOME/.local/bin:$PATH"; claude -p --output-format stream-json --verbose ` +
@@ -92,16 +123,33 @@ claude --version || { echo "claude is not on PATH after npm install"; exit 1; }
   }),
 };
 
+/** The demo agent's version, as `multishot-demo-agent --version` prints it (src/agents/demo.agent.mjs). */
+const DEMO_VERSION = /const VERSION = "([^ "]+)/.exec(demoSource)?.[1] ?? "unknown";
+/** Where the demo agent is found: its own install first, then PATH (a snapshot's). */
+const DEMO_PATH = `export PATH="${MS_DIR}/bin:$PATH"`;
+
 const demo: AgentDefinition = {
   kind: "demo",
+  version: DEMO_VERSION,
   files: () => [{ path: ".multishot/demo-agent.mjs", content: demoSource }],
   installScript: () => `set -e
+${DEMO_PATH}
+want=${DEMO_VERSION}
+have=$(command -v multishot-demo-agent >/dev/null 2>&1 && multishot-demo-agent --version 2>/dev/null | head -n 1 || true)
+case "$have" in "$want "*) echo "$have is preinstalled"; echo "${AGENT_SETUP_MARKER} preinstalled $want"; exit 0 ;; esac
 mkdir -p "${MS_DIR}/bin"
 install -m 755 "${MS_DIR}/demo-agent.mjs" "${MS_DIR}/bin/multishot-demo-agent"
 "${MS_DIR}/bin/multishot-demo-agent" --version
+echo "${AGENT_SETUP_MARKER} installed $want"
 `,
+  // Into npm's global bin, which is on PATH wherever \`npm install -g\` works (the image's or, locally, the
+  // sandbox's own prefix, NPM_CONFIG_PREFIX: \`npm prefix -g\` masks the UUID in that path as "***"). One
+  // line: a Dockerfile's RUN takes no here-document.
+  snapshotCommands: () => [
+    `bin="\${NPM_CONFIG_PREFIX:-$(npm prefix -g)}/bin" && mkdir -p "$bin" && echo ${base64Utf8(demoSource)} | base64 -d > "$bin/multishot-demo-agent" && chmod 755 "$bin/multishot-demo-agent" && multishot-demo-agent --version`,
+  ],
   command: ({ maxTurns, model }) =>
-    `"${MS_DIR}/bin/multishot-demo-agent" -p --output-format stream-json --verbose ` +
+    `${DEMO_PATH}; multishot-demo-agent -p --output-format stream-json --verbose ` +
     `--max-turns ${maxTurns}${model ? ` --model ${quote(model)}` : ""} < "${MS_DIR}/prompt.txt"`,
   sandboxEnv: () => ({}),
   // The demo agent makes model calls only when its prompt asks ([llm:n]), with the credential claude-code

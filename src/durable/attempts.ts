@@ -4,23 +4,23 @@
 // Each working phase starts one job in the sandbox as an async session command, then waits for its exit:
 // reported by the runner (ingest) or found by a poll. What an exit or an error means is decided in
 // decisions.ts; this module carries it out.
-import { AGENTS, MS_DIR, shellQuote } from "../agents/index.ts";
+import { AGENT_SETUP_MARKER, AGENTS, MS_DIR, shellQuote } from "../agents/index.ts";
 import { attemptArtifactKey } from "../artifact-keys.ts";
 import type { SandboxSpec } from "../sandbox/client.ts";
-import { classifySandboxError, describeSandboxError, isQuotaRefusal } from "../sandbox/errors.ts";
+import { classifySandboxError, describeSandboxError, isQuotaRefusal, isRetryableSandboxError } from "../sandbox/errors.ts";
 import { DEFAULT_ATTEMPT_MINUTES } from "../run-request.ts";
 import { ingestUrl } from "../signed-urls.ts";
 import { isAttemptEnded, type AttemptJobName } from "../vocabulary.ts";
 import type { SandboxCleanup } from "./cleanup.ts";
 import { homeDirOf, jobTail, SESSION, type RunCore } from "./core.ts";
-import { exitOutcome, exitReason, jobMinutes, jobOf, parseNumstat, phaseAfter, retryDecision, stepErrorOutcome } from "./decisions.ts";
+import { exitOutcome, exitReason, jobMinutes, jobOf, parseNumstat, phaseAfter, retryDecision, sandboxSource, stepErrorOutcome } from "./decisions.ts";
 import type { LogFollower } from "./follow.ts";
 import type { Ingest } from "./ingest.ts";
 import { MAX_ARTIFACT_BYTES } from "./ingest.ts";
 import type { JobInputs } from "./job-inputs.ts";
 import { AGENT_ENV_FILE, jobCommand, jobMarker } from "./jobs.ts";
 import { backoffMs, nextPollMs, retryPolicy } from "./retry.ts";
-import type { AttemptState, VerifyResult } from "./state.ts";
+import type { AgentSetup, AttemptState, VerifyResult } from "./state.ts";
 
 /** Idle minutes before Daytona stops a sandbox, and minutes stopped before it deletes it. */
 const AUTO_STOP_MINUTES = 15;
@@ -170,16 +170,31 @@ export class AttemptSteps {
       },
       autoStopInterval: AUTO_STOP_MINUTES,
       autoDeleteInterval: AUTO_DELETE_MINUTES,
-      ...(env.DAYTONA_SNAPSHOT ? { snapshot: env.DAYTONA_SNAPSHOT } : {}),
+      ...sandboxSource(state.round(a.round)?.sandbox ?? null, env),
     };
     let sandboxId: string;
     try {
       sandboxId = await sandboxes.create(spec);
     } catch (err) {
-      if (!isQuotaRefusal(err)) throw err;
-      return this.waitForQuota(requested, describeSandboxError(err));
+      if (isQuotaRefusal(err)) return this.waitForQuota(requested, describeSandboxError(err));
+      if (spec.snapshot && !isRetryableSandboxError(err)) return this.fail(requested, await this.snapshotRefusal(spec.snapshot, err));
+      throw err;
     }
     this.sandboxReady(requested, sandboxId);
+  }
+
+  /**
+   * Why Daytona would not make a sandbox from the snapshot, with the snapshot's name and state: it does
+   * not exist, or it is not `active` (still building, or its build failed, and why).
+   */
+  private async snapshotRefusal(snapshot: string, err: unknown): Promise<string> {
+    const refused = describeSandboxError(err);
+    const found = await this.core.sandboxes.snapshotState(snapshot).catch(() => undefined);
+    if (found === null) return `snapshot "${snapshot}" does not exist: build it with \`npm run snapshot\`, or name one that does (${refused})`;
+    if (found && found.state !== "active") {
+      return `snapshot "${snapshot}" is ${found.state}${found.errorReason ? ` (${found.errorReason})` : ""}: a sandbox needs an active snapshot (${refused})`;
+    }
+    return `creating a sandbox from snapshot "${snapshot}" failed: ${refused}`;
   }
 
   /**
@@ -326,13 +341,33 @@ export class AttemptSteps {
     if (outcome === "advance") {
       const patch: Partial<AttemptState> = { status: phaseAfter(a.status)! };
       if (job === "agent") patch.exitCode = 0;
-      if (this.core.state.commit(a, patch)) this.core.timers.schedule({ kind: "attempt", round: a.round, attempt: a.number }, Date.now());
+      if (job === "install") patch.agentSetup = await this.agentSetup(a, sandboxId);
+      const next = this.core.state.commit(a, patch);
+      if (!next) return;
+      if (patch.agentSetup) this.core.events.append(a.round, a.number, "attempt.agent_setup", { ...patch.agentSetup });
+      this.core.timers.schedule({ kind: "attempt", round: a.round, attempt: a.number }, Date.now());
       return;
     }
     const summary = job === "agent" ? this.ingest.agentSummary(a) : null;
     const reason = exitReason(job, exitCode, await jobTail(this.core.sandboxes, sandboxId, job), summary);
     if (outcome === "retry") return this.retryOrFail(a, reason);
     return this.fail(a, reason, job === "agent" ? { exitCode, summary } : {});
+  }
+
+  /** How the agent came to be there, from its install job's marker line, and how long that took. */
+  private async agentSetup(a: AttemptState, sandboxId: string): Promise<AgentSetup> {
+    const { state, env, sandboxes } = this.core;
+    const res = await sandboxes.exec(sandboxId, `grep -h '^${AGENT_SETUP_MARKER}' "${MS_DIR}/jobs/install.out" 2>/dev/null | tail -n 1`, 20).catch(() => null);
+    const m = /^\S+ (preinstalled|installed) (\S+)/.exec(res?.output.trim() ?? "");
+    // Until the exit was seen (followed or reported), not until this step ran.
+    const endedAt = this.ingest.reportedExit(a.round, a.number, "install", a.jobTry)?.at ?? Date.now();
+    const seconds = a.jobStartedAt ? Math.max(0, Math.round((endedAt - a.jobStartedAt) / 100) / 10) : 0;
+    return {
+      how: m?.[1] === "preinstalled" ? "preinstalled" : "installed",
+      version: m?.[2] ?? null,
+      snapshot: sandboxSource(state.round(a.round)?.sandbox ?? null, env).snapshot ?? null,
+      seconds,
+    };
   }
 
   /** Reads the diff, the verify result and the agent log, stores patch and log in R2, and ends the attempt. */

@@ -1,7 +1,7 @@
 // The run engine's decisions, as pure functions: no storage, no Daytona, no clock but what they are given.
 // The modules that act (attempts, rounds, winner, budget) ask these what to do; test/unit runs them in
 // plain Node.
-import { DEFAULT_ATTEMPT_MINUTES } from "../run-request.ts";
+import { DEFAULT_ATTEMPT_MINUTES, type SandboxRequest } from "../run-request.ts";
 import { isAttemptEnded, type AttemptJobName, type AttemptStatus, type JobName, type RoundStatus, type RunStatus } from "../vocabulary.ts";
 import type { AgentSummary, DiffStats } from "./state.ts";
 
@@ -132,4 +132,20 @@ export function parseNumstat(text: string): DiffStats {
     if (m[2] !== "-") deletions += Number(m[2]);
   }
   return { files, additions, deletions };
+}
+
+/** The image a sandbox with resources of its own is made from when DAYTONA_IMAGE names none: Daytona's default. */
+export const DEFAULT_SANDBOX_IMAGE = "daytonaio/sandbox:0.5.0-slim";
+
+/**
+ * What a round's sandboxes are made from: resources asked for mean the image (Daytona takes resources only
+ * with one), else the round's or run's snapshot, else the service's DAYTONA_SNAPSHOT, else Daytona's default.
+ */
+export function sandboxSource(
+  req: SandboxRequest | null,
+  env: { DAYTONA_SNAPSHOT?: string; DAYTONA_IMAGE?: string },
+): { snapshot?: string; image?: { name: string; resources: NonNullable<SandboxRequest["resources"]> } } {
+  if (req?.resources) return { image: { name: env.DAYTONA_IMAGE || DEFAULT_SANDBOX_IMAGE, resources: req.resources } };
+  const snapshot = req?.snapshot ?? env.DAYTONA_SNAPSHOT;
+  return snapshot ? { snapshot } : {};
 }

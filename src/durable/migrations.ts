@@ -86,6 +86,10 @@ const MIGRATIONS: readonly string[] = [
     id TEXT PRIMARY KEY, round INTEGER NOT NULL, attempt INTEGER NOT NULL, usd REAL NOT NULL,
     counted TEXT, at INTEGER NOT NULL);
   `,
+  // 5 (attempts.ts): how each attempt got its agent (preinstalled in a snapshot, or installed, and how long).
+  `
+  ALTER TABLE attempts ADD COLUMN agent_setup TEXT;
+  `,
 ];
 
 /** The schema version an object is at once `migrate` has run. */

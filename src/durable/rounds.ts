@@ -26,6 +26,7 @@ export interface OpenRound {
   variations: RoundState["variations"];
   baseWinner?: RoundState["baseWinner"];
   preview?: RoundState["preview"];
+  sandbox?: RoundState["sandbox"];
 }
 
 export class Rounds {
@@ -45,6 +46,7 @@ export class Rounds {
       ...r,
       baseWinner: r.baseWinner ?? null,
       preview: r.preview ?? null,
+      sandbox: r.sandbox ?? null,
       status: "running",
       winnerAttempt: null,
       winnerStatus: null,
@@ -114,7 +116,7 @@ export class Rounds {
     if (req.variations && req.variations.length !== attempts) {
       return refuse(400, "validation_failed", `variations must have one entry per attempt (${attempts})`);
     }
-    this.open({ number: rounds.length + 1, prompt: req.prompt, fromRound: fromNo, attempts, variations: req.variations ?? null, preview: req.preview ?? null });
+    this.open({ number: rounds.length + 1, prompt: req.prompt, fromRound: fromNo, attempts, variations: req.variations ?? null, preview: req.preview ?? null, sandbox: req.sandbox ?? run.request.sandbox ?? null });
     if (run.status !== "running") state.setRunStatus("running", null);
     return { ok: true };
   }

@@ -168,6 +168,7 @@ export class RunCoordinator extends DurableObject<Env> {
         attempts: input.request.attempts,
         variations: input.request.variations ?? null,
         baseWinner: input.baseWinner ?? null,
+        sandbox: input.request.sandbox ?? null,
       });
       events.append(null, null, "run.created", { attempts: input.request.attempts, agent: input.request.agent });
       await this.afterChange();

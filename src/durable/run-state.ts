@@ -61,6 +61,7 @@ const JSON_COLUMNS = [
   ["diffStats", "diff_stats"],
   ["verify", "verify"],
   ["usage", "usage"],
+  ["agentSetup", "agent_setup"],
   ["timestamps", "timestamps"],
 ] as const satisfies readonly (readonly [keyof AttemptState, string])[];
 const ATTEMPT_COLUMNS = [...SCALAR_COLUMNS, ...BOOLEAN_COLUMNS, ...MAYBE_BOOLEAN_COLUMNS, ...JSON_COLUMNS].map(([, c]) => c);
@@ -93,7 +94,7 @@ function attemptOf(row: Row): AttemptState {
 
 /** Rounds are JSON documents; fields a round of an older release lacked read as null. */
 function roundOf(state: string): RoundState {
-  return { baseWinner: null, preview: null, ...(JSON.parse(state) as Partial<RoundState>) } as RoundState;
+  return { baseWinner: null, preview: null, sandbox: null, ...(JSON.parse(state) as Partial<RoundState>) } as RoundState;
 }
 
 export class RunStore {

@@ -1,7 +1,7 @@
 // The shapes of a run's live state, as the run's object keeps them and its modules pass them around.
 // Nothing here touches storage (run-state.ts does); the API's view of them is view.ts.
 import type { LlmUsage } from "../agents/usage.ts";
-import type { PreviewConfig, RunRequest } from "../run-request.ts";
+import type { PreviewConfig, RunRequest, SandboxRequest } from "../run-request.ts";
 import type { AttemptStatus, JobName, RoundStatus, RunStatus, WinnerStatus } from "../vocabulary.ts";
 
 export interface RunState {
@@ -53,6 +53,8 @@ export interface RoundState {
   variations: { model?: string; promptSuffix?: string }[] | null;
   /** How to serve this round's attempts for previews, when set on the round. */
   preview: PreviewConfig | null;
+  /** What this round's sandboxes are made from, when set on the round or the run (the service's default otherwise). */
+  sandbox: SandboxRequest | null;
   winnerAttempt: number | null;
   winnerStatus: WinnerStatus | null;
   winnerError: string | null;
@@ -89,6 +91,17 @@ export interface VerifyResult {
   outputTail: string;
 }
 
+/** How an attempt got its agent: found at the pinned version (in the round's snapshot), or installed. */
+export interface AgentSetup {
+  how: "preinstalled" | "installed";
+  /** The agent's version as it reported it. */
+  version: string | null;
+  /** The snapshot the sandbox was made from, if any. */
+  snapshot: string | null;
+  /** How long the install job took. */
+  seconds: number;
+}
+
 export interface AttemptState {
   round: number;
   number: number;
@@ -106,6 +119,8 @@ export interface AttemptState {
   summary: AgentSummary | null;
   diffStats: DiffStats | null;
   verify: VerifyResult | null;
+  /** How the agent came to be in the sandbox (null until its install job has ended). */
+  agentSetup: AgentSetup | null;
   /** Model calls through the credential gateway: tokens and cost, as the answers reported them. */
   usage: LlmUsage | null;
   timestamps: Partial<Record<AttemptStatus, number>>;
@@ -183,6 +198,7 @@ export function newAttempt(round: number, number: number, now: number): AttemptS
     jobStartedAt: null,
     deadlineAt: null,
     exitCode: null,
+    agentSetup: null,
     error: null,
     retries: 0,
     summary: null,

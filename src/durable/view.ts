@@ -2,7 +2,8 @@
 // (no sandbox env, no tokens, no signing material).
 import type { LlmUsage } from "../agents/usage.ts";
 import type { AttemptStatus, RoundStatus, RunStatus, WinnerStatus } from "../vocabulary.ts";
-import type { AgentSummary, AttemptState, DiffStats, PreviewState, RoundState, RunState, VerifyResult } from "./state.ts";
+import type { SandboxRequest } from "../run-request.ts";
+import type { AgentSetup, AgentSummary, AttemptState, DiffStats, PreviewState, RoundState, RunState, VerifyResult } from "./state.ts";
 
 export interface AttemptView {
   number: number;
@@ -13,6 +14,8 @@ export interface AttemptView {
   exitCode: number | null;
   error: string | null;
   retries: number;
+  /** How the sandbox got its agent, with a line to show: "preinstalled in snapshot X", "installed in 23 s". */
+  agentSetup: (AgentSetup & { text: string }) | null;
   summary: AgentSummary | null;
   /** Model calls through the credential gateway (API-key mode): calls, tokens, cost in USD. */
   usage: LlmUsage | null;
@@ -32,6 +35,8 @@ export interface RoundView {
   status: RoundStatus;
   /** The round whose winner this one started from (rounds form a tree). */
   fromRound: number | null;
+  /** What this round's sandboxes were asked to be made from (null: the service's default). */
+  sandbox: SandboxRequest | null;
   winner: {
     attempt: number;
     status: WinnerStatus;
@@ -91,6 +96,7 @@ export function toRunView(
       prompt: r.prompt,
       status: r.status,
       fromRound: r.fromRound,
+      sandbox: r.sandbox ?? null,
       winner:
         r.winnerAttempt !== null && r.winnerStatus !== null
           ? {
@@ -115,6 +121,7 @@ export function toRunView(
           exitCode: a.exitCode,
           error: a.error,
           retries: a.retries,
+          agentSetup: a.agentSetup ? { ...a.agentSetup, text: agentSetupText(a.agentSetup) } : null,
           summary: a.summary,
           usage: a.usage ?? null,
           diffStats: a.diffStats,
@@ -133,4 +140,11 @@ export function toRunView(
     lastEventSeq,
     links: { self: base, events: `${base}/events`, cancel: `${base}/cancel` },
   };
+}
+
+/** One line on how an attempt got its agent. */
+export function agentSetupText(s: AgentSetup): string {
+  const version = s.version ? `${s.version} ` : "";
+  if (s.how === "preinstalled") return `${version}preinstalled${s.snapshot ? ` in snapshot ${s.snapshot}` : " in the sandbox's image"}`;
+  return `${version}installed in ${s.seconds < 10 ? s.seconds.toFixed(1) : Math.round(s.seconds)} s`;
 }

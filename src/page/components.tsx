@@ -94,6 +94,7 @@ const AttemptPane: FC<{ ctx: PageContext; round: RoundView; a: AttemptView; tx: 
       </header>
       {a.error ? <p class="error" role="status">{a.error}</p> : null}
       {a.retries ? <p class="muted">{a.retries} {a.retries === 1 ? "retry" : "retries"}</p> : null}
+      {a.agentSetup ? <p class="muted agent-setup">agent {a.agentSetup.text}</p> : null}
       {a.summary ? (
         <div class="summary">
           {a.summary.finalMessage ? <p class="final">{clip(a.summary.finalMessage, 600)}</p> : null}
@@ -233,6 +234,7 @@ export const LiveRegion: FC<{ ctx: PageContext; data: PageData }> = ({ ctx, data
               </h2>
             </summary>
             <p class="prompt">{clip(r.prompt, 2000)}</p>
+            {r.sandbox ? <p class="muted sandbox-spec">sandboxes: {sandboxText(r.sandbox)}</p> : null}
             {control && r.attempts.some((a) => a.status === "done" && !a.sandboxReleased) ? (
               <p>
                 <button type="button" class="preview-all" data-round={String(r.number)}>
@@ -387,3 +389,10 @@ button.cancel { margin-left: 8px; border-color: var(--bad); color: var(--bad); }
 .conn.live { color: var(--ok); } .conn.down { color: var(--bad); }
 .expired { padding: 48px 16px; text-align: center; }
 `;
+
+/** A round's sandbox request, in words: "from snapshot X", "2 vCPU · 4 GiB memory · 10 GiB disk". */
+function sandboxText(s: NonNullable<RoundView["sandbox"]>): string {
+  if (s.snapshot) return `from snapshot ${s.snapshot}`;
+  const r = s.resources ?? {};
+  return [r.cpu ? `${r.cpu} vCPU` : null, r.memory ? `${r.memory} GiB memory` : null, r.disk ? `${r.disk} GiB disk` : null].filter(Boolean).join(" · ");
+}

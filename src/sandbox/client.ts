@@ -13,6 +13,8 @@ export interface SandboxSpec {
   /** Minutes after stopping before Daytona deletes it (0 = at once, -1 = never). */
   autoDeleteInterval: number;
   snapshot?: string;
+  /** Made from this image with these resources instead (Daytona takes resources only with an image). */
+  image?: { name: string; resources: { cpu?: number; memory?: number; disk?: number } };
   /** Seconds to wait for the sandbox to start. */
   timeoutSec?: number;
 }
@@ -225,19 +227,30 @@ export class Sandboxes {
   }
 
   async create(spec: SandboxSpec): Promise<string> {
-    const sandbox = await this.daytona.create(
-      {
-        language: "typescript",
-        labels: spec.labels,
-        envVars: spec.envVars,
-        autoStopInterval: spec.autoStopInterval,
-        autoDeleteInterval: spec.autoDeleteInterval,
-        ...(spec.snapshot ? { snapshot: spec.snapshot } : {}),
-      },
-      { timeout: spec.timeoutSec ?? 120 },
-    );
+    const common = {
+      language: "typescript",
+      labels: spec.labels,
+      envVars: spec.envVars,
+      autoStopInterval: spec.autoStopInterval,
+      autoDeleteInterval: spec.autoDeleteInterval,
+    };
+    const options = { timeout: spec.timeoutSec ?? 120 };
+    const sandbox = spec.image
+      ? await this.daytona.create({ ...common, image: spec.image.name, resources: spec.image.resources }, options)
+      : await this.daytona.create({ ...common, ...(spec.snapshot ? { snapshot: spec.snapshot } : {}) }, options);
     this.cache.set(sandbox.id, sandbox);
     return sandbox.id;
+  }
+
+  /** A snapshot's state (and why it failed), or null when Daytona knows no snapshot of that name. */
+  async snapshotState(name: string): Promise<{ state: string; errorReason: string | null } | null> {
+    try {
+      const s = await this.daytona.snapshot.get(name);
+      return { state: String(s.state), errorReason: s.errorReason ?? null };
+    } catch (err) {
+      if (err instanceof DaytonaError && err.statusCode === 404) return null;
+      throw err;
+    }
   }
 
   /** Every sandbox carrying all of these labels, whatever its state. */

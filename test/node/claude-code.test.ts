@@ -54,8 +54,12 @@ describe("the claude-code agent", () => {
 
     // The seed's recipe: the official installer failed here, then npm installed the CLI.
     const installLog = readFileSync(join(service.sandboxRoot, "sandboxes", a.sandboxId!, "home", ".multishot", "jobs", "install.out"), "utf8");
-    expect(installLog).toContain("install.sh did not work; installing @anthropic-ai/claude-code with npm");
-    expect(installLog).toMatch(/\d+\.\d+\.\d+ \(Claude Code\)/);
+    expect(installLog).toContain("install.sh did not work; installing @anthropic-ai/claude-code@2.1.332 with npm");
+    expect(installLog).toContain("2.1.332 (Claude Code)");
+    // The pinned version, installed (no snapshot had it), and the attempt says so.
+    expect(a.agentSetup).toMatchObject({ how: "installed", version: "2.1.332", snapshot: null });
+    expect(a.agentSetup!.seconds).toBeGreaterThan(0);
+    expect(a.agentSetup!.text).toMatch(/^2\.1\.332 installed in \d+(\.\d)? s$/);
 
     // The real CLI called the fake with the key the Worker was given; the key shows nowhere in the API.
     const calls = fake.requests.filter((r) => r.path === "/v1/messages");

@@ -12,6 +12,7 @@ import {
   phaseAfter,
   retryDecision,
   roundSettlement,
+  sandboxSource,
   SETUP_JOB_MINUTES,
   stepErrorOutcome,
 } from "../../src/durable/decisions.ts";
@@ -115,5 +116,18 @@ describe("git's numstat", () => {
     expect(parseNumstat("3\t1\ta.txt\n-\t-\timage.png\n10\t0\tdir/b.ts\n")).toEqual({ files: 3, additions: 13, deletions: 1 });
     expect(parseNumstat("")).toEqual({ files: 0, additions: 0, deletions: 0 });
     expect(parseNumstat("warning: not a line\n")).toEqual({ files: 0, additions: 0, deletions: 0 });
+  });
+});
+
+describe("what a round's sandboxes are made from", () => {
+  it("takes the round's snapshot, else the service's, else Daytona's default; resources mean the image", () => {
+    expect(sandboxSource(null, {})).toEqual({});
+    expect(sandboxSource(null, { DAYTONA_SNAPSHOT: "svc" })).toEqual({ snapshot: "svc" });
+    expect(sandboxSource({ snapshot: "mine" }, { DAYTONA_SNAPSHOT: "svc" })).toEqual({ snapshot: "mine" });
+    // Daytona sizes a sandbox only when it is made from an image: the service's snapshot is not used then.
+    expect(sandboxSource({ resources: { cpu: 2, memory: 4 } }, { DAYTONA_SNAPSHOT: "svc" })).toEqual({
+      image: { name: "daytonaio/sandbox:0.5.0-slim", resources: { cpu: 2, memory: 4 } },
+    });
+    expect(sandboxSource({ resources: { disk: 20 } }, { DAYTONA_IMAGE: "node:22" })).toEqual({ image: { name: "node:22", resources: { disk: 20 } } });
   });
 });

@@ -70,6 +70,11 @@ describe("the runs API", () => {
       [{ prompt: "x", base: { git: "file:///etc" } }, "validation_failed", "base"],
       [{ prompt: "x", surprise: true }, "validation_failed", "surprise"],
       [{ prompt: "x", limits: { attemptMinutes: -1 } }, "validation_failed", "limits.attemptMinutes"],
+      // Daytona's rule, said as such: resources come with an image, and a snapshot brings its own.
+      [{ prompt: "x", sandbox: { snapshot: "s1", resources: { cpu: 2 } } }, "validation_failed", "sandbox.resources: resources come with an image, not a snapshot"],
+      [{ prompt: "x", sandbox: { resources: {} } }, "validation_failed", "give at least one of cpu, memory, disk"],
+      [{ prompt: "x", sandbox: { resources: { cpu: 0.5 } } }, "validation_failed", "sandbox.resources.cpu"],
+      [{ prompt: "x", sandbox: { snapshot: "bad name" } }, "validation_failed", "sandbox.snapshot"],
     ];
     for (const [body, code, mentions] of cases) {
       const { status, body: err } = await error(await api("/api/runs", { method: "POST", json: body }));

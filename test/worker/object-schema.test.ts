@@ -30,7 +30,7 @@ describe("the run object's schema", () => {
       expect(sql.exec<{ v: number }>("SELECT max(version) AS v FROM schema_version").one().v).toBe(SCHEMA_VERSION);
       const columns = sql.exec<{ name: string }>("PRAGMA table_info(attempts)").toArray().map((c) => c.name);
       expect(columns).toContain("cleanup_tries");
-      expect(columns).toEqual(expect.arrayContaining(["delete_pending", "quota_waits", "reaches_worker"]));
+      expect(columns).toEqual(expect.arrayContaining(["delete_pending", "quota_waits", "reaches_worker", "agent_setup"]));
       expect(columns).not.toContain("state");
       const store = new RunStore({ sql, env, redact: (t) => t, events: new EventLog(sql, (t) => t), retryMirrorAt: () => {} });
       expect(store.attempt(1, 2)).toEqual({
@@ -43,6 +43,8 @@ describe("the run object's schema", () => {
         deletePending: false,
         quotaWaits: 0,
         reachesWorker: null,
+        // migration 5
+        agentSetup: null,
       });
       expect(sql.exec<{ dirty: number }>("SELECT dirty FROM attempts").one().dirty).toBe(0);
     });
