@@ -128,6 +128,32 @@ describe("npm start", () => {
     expect((await service.api("/api/runs", { method: "POST", json: { prompt: "x" }, key })).status).toBe(403);
   });
 
+  it("builds a snapshot with npm run snapshot on its local sandbox server, and a run started from it finds the agent preinstalled", async () => {
+    const snapshot = (args: string[]) =>
+      execFileSync("npm", ["run", "--silent", "snapshot", "--", ...args], {
+        cwd: ROOT,
+        encoding: "utf8",
+        // No Daytona named: it finds the local sandbox server of the running `npm start` by its state folder.
+        env: { ...process.env, MULTISHOT_STATE_DIR: service.stateDir, DAYTONA_API_KEY: "", DAYTONA_JWT_TOKEN: "", DAYTONA_API_URL: "" },
+      });
+    const out = snapshot(["--agents", "demo", "--name", "e2e-agents"]);
+    // The build's log as it came (the SDK followed it), then the name to use.
+    expect(out).toContain(`at ${service.localSandboxUrl}/api`);
+    expect(out).toMatch(/^Step 2\/3 : RUN /m);
+    expect(out).toContain("1.0.0 (multishot demo agent)");
+    expect(out).toMatch(/^snapshot ready: e2e-agents$/m);
+    expect(out).toContain("set DAYTONA_SNAPSHOT=e2e-agents");
+    // Asked again, the active snapshot is kept, not built again.
+    expect(snapshot(["--agents", "demo", "--name", "e2e-agents"])).toContain("snapshot e2e-agents is active already");
+
+    const res = await service.api("/api/runs", { method: "POST", json: { prompt: "from the snapshot", agent: "demo", attempts: 1, sandbox: { snapshot: "e2e-agents" } } });
+    expect(res.status).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    const run = await waitForRun(id, (r) => r.status !== "running");
+    expect(run.rounds[0]!.attempts[0]).toMatchObject({ status: "done", agentSetup: { how: "preinstalled", snapshot: "e2e-agents", text: "1.0.0 preinstalled in snapshot e2e-agents" } });
+    await service.api(`/api/runs/${id}/cancel`, { method: "POST" });
+  }, 120_000);
+
   it("streams the run's events live as Server-Sent Events, resumable with Last-Event-ID", async () => {
     const res = await service.api("/api/runs", { method: "POST", json: { prompt: "streamed [slow:700]", agent: "demo", attempts: 2 } });
     const { id } = (await res.json()) as { id: string };
