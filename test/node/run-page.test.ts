@@ -93,6 +93,8 @@ describe("the run page", () => {
       expect(await pane.locator("ol.tx").textContent()).toContain(`Attempt ${a}: I'll build`);
       expect(await pane.locator(".diff").textContent()).toMatch(/3 files changed, \+\d+ −0/);
       expect(await pane.locator(".summary").textContent()).toMatch(/\d+ turns · \$0\.\d+/);
+      // How it got its agent: no snapshot here, so the pinned demo agent was installed.
+      expect(await pane.locator(".agent-setup").textContent()).toMatch(/^agent 1\.0\.0 installed in \d+\.\d s$/);
     }
     await page.screenshot({ path: join(SHOTS, "run-page-round1.png"), fullPage: true });
 
