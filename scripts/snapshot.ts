@@ -84,8 +84,11 @@ if (existing && existing.state === "active" && !values.rebuild) {
     .runCommands(...agents.flatMap((a) => a.snapshotCommands()))
     .env({ MULTISHOT_AGENTS: pins });
   try {
-    // A step line can be kilobytes (the demo agent goes in as base64): its head says which step it is.
-    const onLogs = (line: string) => console.log(line.length > 300 ? `${line.slice(0, 299)}…` : line);
+    // The SDK hands on chunks of the log, each maybe several lines. A step line can be kilobytes (the demo
+    // agent goes in as base64): its head says which step it is.
+    const onLogs = (chunk: string) => {
+      for (const line of chunk.split("\n")) console.log(line.length > 300 ? `${line.slice(0, 299)}…` : line);
+    };
     await daytona.snapshot.create({ name, image }, { onLogs, timeout: 0 });
   } catch (err) {
     fail(err instanceof Error ? err.message : String(err));
